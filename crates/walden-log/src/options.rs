@@ -1,0 +1,143 @@
+//! Options chosen when a log is opened.
+
+use crate::error::{Error, Result};
+use crate::format::{self, DATA_OFFSET, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX};
+use std::path::PathBuf;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Returns once the record is in the log's memory buffer. It reaches the operating system
+    /// when the buffer fills, at the next sync of any caller, or at `close`; until then a
+    /// process crash loses it. Readers see it only once it is durable.
+    Buffered,
+    /// Returns once the record, and every record before it, is on stable storage
+    /// (`fdatasync` returned). Survives process crash, kernel crash and power loss.
+    /// Concurrent callers share one `fdatasync` (group commit).
+    #[default]
+    Sync,
+}
+
+/// What recovery does when it finds damage. See docs/DURABILITY.md for the decision table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Any damage, even a torn tail, refuses to open. For logs closed cleanly.
+    AbsoluteConsistency,
+    /// Cut a torn tail (damage after which nothing proves a later record was synced); refuse
+    /// on damage to data that a later frame proves was durable. The default.
+    #[default]
+    TolerateTornTail,
+    /// Stop at the first damage and cut everything after it, whatever it is. Opens any log
+    /// whose beginning is sound, possibly losing acknowledged records after the damage.
+    PointInTime,
+    /// Skip damaged frames and keep every valid frame after them; the log then has holes
+    /// (LSNs that read as missing). For salvage.
+    SkipCorrupt,
+}
+
+/// How to open a log. Build with [`Options::new`] and the setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The log's directory (created if missing).
+    pub dir: PathBuf,
+    /// Size of each segment file in bytes (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Durability of [`crate::Wal::append`] (default [`Durability::Sync`]).
+    pub durability: Durability,
+    /// What recovery does on damage (default [`RecoveryMode::TolerateTornTail`]).
+    pub recovery: RecoveryMode,
+    /// Largest record (or batch payload) accepted, in bytes (default 16 MiB).
+    pub record_bytes_max: u32,
+    /// How many released segments are kept for reuse instead of deleted (default 2).
+    pub recycle_segments_max: usize,
+    /// Prepare the next segment on a background thread (default true). When false, the
+    /// writer prepares it at rotation time: deterministic, used by the crash simulator.
+    pub prepare_in_background: bool,
+    /// Buffered appends are written to the OS once this many bytes are pending (default 1 MiB).
+    pub buffer_bytes: usize,
+}
+
+impl Options {
+    /// Defaults for a log in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Options {
+            dir: dir.into(),
+            segment_bytes: 64 << 20,
+            durability: Durability::Sync,
+            recovery: RecoveryMode::TolerateTornTail,
+            record_bytes_max: 16 << 20,
+            recycle_segments_max: 2,
+            prepare_in_background: true,
+            buffer_bytes: 1 << 20,
+        }
+    }
+
+    /// Sets [`Options::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`Options::recovery`].
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+
+    /// Sets [`Options::record_bytes_max`].
+    pub fn record_bytes_max(mut self, bytes: u32) -> Self {
+        self.record_bytes_max = bytes;
+        self
+    }
+
+    /// Sets [`Options::recycle_segments_max`].
+    pub fn recycle_segments_max(mut self, count: usize) -> Self {
+        self.recycle_segments_max = count;
+        self
+    }
+
+    /// Sets [`Options::prepare_in_background`].
+    pub fn prepare_in_background(mut self, yes: bool) -> Self {
+        self.prepare_in_background = yes;
+        self
+    }
+
+    /// Sets [`Options::buffer_bytes`].
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
+        self
+    }
+
+    /// The largest frame payload a segment of this size can hold.
+    pub(crate) fn frame_payload_max(&self) -> u64 {
+        let room = self.segment_bytes.saturating_sub(DATA_OFFSET + FRAME_HEADER_BYTES as u64);
+        room.min(u64::from(self.record_bytes_max)).min(u64::from(FRAME_PAYLOAD_BYTES_MAX))
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&self.segment_bytes)
+            || self.segment_bytes % format::FRAME_ALIGN_BYTES != 0
+        {
+            return Err(Error::InvalidArgument(format!(
+                "segment_bytes {} must be a multiple of 8 within {}..={}",
+                self.segment_bytes,
+                format::SEGMENT_BYTES_MIN,
+                format::SEGMENT_BYTES_MAX
+            )));
+        }
+        if self.record_bytes_max == 0 || self.record_bytes_max > FRAME_PAYLOAD_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "record_bytes_max {} must be within 1..={FRAME_PAYLOAD_BYTES_MAX}",
+                self.record_bytes_max
+            )));
+        }
+        Ok(())
+    }
+}

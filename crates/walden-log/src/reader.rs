@@ -1,0 +1,223 @@
+//! Reading: an iterator over durable records from any LSN, and a tailing reader that waits for
+//! new ones (blocking or async). Memory is bounded by one read buffer and one frame,
+//! however long the log is.
+
+use crate::cursor::{FrameCursor, Step, Stop};
+use crate::error::{Error, Result};
+use crate::format::{parse_frame_payload, FramePayload, DATA_OFFSET};
+use crate::wal::{Inner, Wal};
+use crate::Lsn;
+use event_listener::Listener;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its bytes, exactly as appended.
+    pub data: Vec<u8>,
+}
+
+/// Iterates over durable records in LSN order, starting at a given LSN. Ends (returns
+/// `None`) at the durable end as it was when each call was made.
+#[derive(Debug)]
+pub struct LogReader {
+    inner: Arc<Inner>,
+    next: u64,
+    segment: Option<(u64, FrameCursor)>,
+    batch: VecDeque<Record>,
+}
+
+impl Wal {
+    /// A reader positioned at `from` (use `Lsn(1)` or [`Wal::first_lsn`] for the start).
+    /// Positioning costs a binary search over segments plus a scan within one segment.
+    pub fn read_from(&self, from: Lsn) -> Result<LogReader> {
+        let first = self.inner.read_table().first_lsn();
+        if from.0 < first {
+            return Err(Error::Truncated { lsn: from, first: Lsn(first) });
+        }
+        Ok(LogReader { inner: self.inner.clone(), next: from.0, segment: None, batch: VecDeque::new() })
+    }
+
+    /// A tailing reader from `from`: like [`Wal::read_from`], but waits for records that
+    /// are not durable yet.
+    pub fn tail_from(&self, from: Lsn) -> Result<TailReader> {
+        Ok(TailReader { reader: self.read_from(from)? })
+    }
+}
+
+impl LogReader {
+    /// The LSN the next record read will have (or the first after a skipped hole).
+    pub fn position(&self) -> Lsn {
+        Lsn(self.next)
+    }
+
+    /// The next durable record, or `None` at the durable end.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        if let Some(r) = self.batch.pop_front() {
+            self.next = r.lsn.0 + 1;
+            return Ok(Some(r));
+        }
+        let mut refreshed = false;
+        loop {
+            let durable = self.inner.durable.load(Ordering::Acquire);
+            if self.next > durable {
+                return Ok(None);
+            }
+            self.ensure_segment()?;
+            let Some((id, cursor)) = self.segment.as_mut() else { return Ok(None) };
+            let id = *id;
+            let at = cursor.offset();
+            match cursor.next_frame() {
+                Step::Frame(f) => {
+                    let count = f.record_count();
+                    let first = f.header.lsn;
+                    if first + count <= self.next {
+                        continue;
+                    }
+                    let Some(payload) = parse_frame_payload(f.header.kind, f.payload) else {
+                        return Err(self.damage(id, at, "batch payload does not parse"));
+                    };
+                    self.next = self.next.max(first);
+                    match payload {
+                        FramePayload::Record(data) => {
+                            let r = Record { lsn: Lsn(first), data: data.to_vec() };
+                            self.next = first + 1;
+                            return Ok(Some(r));
+                        }
+                        FramePayload::Batch(records) => {
+                            for (i, data) in records.into_iter().enumerate() {
+                                let lsn = first + i as u64;
+                                if lsn >= self.next {
+                                    self.batch.push_back(Record { lsn: Lsn(lsn), data: data.to_vec() });
+                                }
+                            }
+                            let r = self.batch.pop_front();
+                            if let Some(r) = &r {
+                                self.next = r.lsn.0 + 1;
+                            }
+                            return Ok(r);
+                        }
+                    }
+                }
+                Step::Stop(stop) => {
+                    if !self.inner.read_table().entries.iter().any(|e| e.id == id) {
+                        let first = self.inner.read_table().first_lsn();
+                        return Err(Error::Truncated { lsn: Lsn(self.next), first: Lsn(first) });
+                    }
+                    if !refreshed {
+                        // The segment may have been superseded (truncate_after) or grown.
+                        refreshed = true;
+                        self.segment = None;
+                        continue;
+                    }
+                    let why = match stop {
+                        Stop::Damaged(r) => r,
+                        Stop::Eof | Stop::Zeros => "durable record missing".into(),
+                    };
+                    return Err(self.damage(id, at, &why));
+                }
+            }
+        }
+    }
+
+    /// Opens a cursor on the segment holding `self.next` if the current one is not it.
+    fn ensure_segment(&mut self) -> Result<()> {
+        let table = self.inner.read_table();
+        let Some(index) = table.locate(self.next) else {
+            return Err(Error::Truncated { lsn: Lsn(self.next), first: Lsn(table.first_lsn()) });
+        };
+        let entry = &table.entries[index];
+        if self.segment.as_ref().is_some_and(|(id, _)| *id == entry.id) {
+            return Ok(());
+        }
+        let len = entry.file.len().map_err(|e| Error::io("stat", &entry.path, e))?;
+        let cursor = FrameCursor::at(entry.file.clone(), entry.seed, len, DATA_OFFSET);
+        self.segment = Some((entry.id, cursor));
+        Ok(())
+    }
+
+    fn damage(&self, id: u64, offset: u64, why: &str) -> Error {
+        let path = self
+            .inner
+            .read_table()
+            .entries
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.path.clone())
+            .unwrap_or_default();
+        Error::corruption(path, offset, self.next, why.to_string())
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+/// A reader that waits for new durable records. Wakes with [`Error::Closed`] when the log
+/// is closed.
+#[derive(Debug)]
+pub struct TailReader {
+    reader: LogReader,
+}
+
+impl TailReader {
+    /// The LSN the next record will have.
+    pub fn position(&self) -> Lsn {
+        self.reader.position()
+    }
+
+    /// The next record, waiting as long as it takes.
+    pub fn next_blocking(&mut self) -> Result<Record> {
+        loop {
+            if let Some(r) = self.next_timeout(Duration::from_secs(3600))? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// The next record, or `None` if none became durable within `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Record>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.reader.next_record()? {
+                return Ok(Some(r));
+            }
+            let listener = self.reader.inner.durable_event.listen();
+            self.reader.inner.check_open()?;
+            if self.has_more() {
+                continue;
+            }
+            if listener.wait_deadline(deadline).is_none() {
+                return Ok(self.reader.next_record()?);
+            }
+        }
+    }
+
+    /// The next record, waiting asynchronously (works on any executor).
+    pub async fn next_async(&mut self) -> Result<Record> {
+        loop {
+            if let Some(r) = self.reader.next_record()? {
+                return Ok(r);
+            }
+            let listener = self.reader.inner.durable_event.listen();
+            self.reader.inner.check_open()?;
+            if self.has_more() {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    fn has_more(&self) -> bool {
+        self.reader.inner.durable.load(Ordering::Acquire) >= self.reader.next
+    }
+}

@@ -1,0 +1,116 @@
+//! The storage boundary: every file operation the engine makes goes through [`Storage`].
+//!
+//! Two implementations ship with the crate:
+//! - [`StdStorage`]: the real file system (`std::fs` plus positional I/O).
+//! - [`SimStorage`]: an in-memory file system for tests that keeps durable bytes apart from
+//!   pending (unsynced) writes and can crash, losing, tearing, zeroing or garbling what was
+//!   not synced (see its module doc for the full fault list).
+//!
+//! # Contract every implementation keeps
+//! - `write_at` may reach durable storage in any order and in any subset of sectors until
+//!   `sync_data` on that file returns `Ok`. After `sync_data` returns `Ok`, every byte written
+//!   to that file before the call is durable, and so is the file's length.
+//! - `create`, `rename` and `remove` change the directory immediately for every later call,
+//!   but are durable only after `sync_dir` on the parent directory returns `Ok`.
+//! - An error from `sync_data` means the durable state of that file is unknown; the engine
+//!   never retries it (see docs/DURABILITY.md, "fsync failure").
+//! - Reads see every write made before them, synced or not.
+//!
+//! All paths are absolute or relative to the process working directory; the engine only
+//! ever passes paths inside the log directory.
+
+mod sim;
+mod std_fs;
+
+pub use sim::{CrashDamage, SimStorage};
+pub use std_fs::StdStorage;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A file opened through a [`Storage`]. Positional I/O only: no shared cursor, so one handle
+/// may be used from many threads at once.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at or past
+    /// the end of the file). A short read happens only at the end of the file.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Writes all of `buf` at `offset`, extending the file if needed. Not durable until
+    /// [`StorageFile::sync_data`] returns `Ok`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Makes every earlier write to this file, and its length, durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// The file's current length in bytes (including unsynced writes).
+    fn len(&self) -> io::Result<u64>;
+
+    /// Sets the file's length, cutting or extending with zeros. Durable after `sync_data`.
+    fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+}
+
+/// How [`Storage::open`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading only.
+    Read,
+    /// Open an existing file for reading and writing.
+    ReadWrite,
+    /// Create a new file for reading and writing; fails with `AlreadyExists` if it exists.
+    CreateNew,
+}
+
+/// A held exclusive lock on a directory; released when dropped.
+pub trait DirLock: Send + Sync + fmt::Debug {}
+
+/// The file-system operations the engine needs, and nothing more.
+///
+/// See the module documentation for the durability contract of each call.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Creates `dir` and its parents if missing. Durable after `sync_dir` of each parent.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+
+    /// The names (not paths) of the regular files directly inside `dir`, in no set order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+
+    /// Opens `path` as `mode` says.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>>;
+
+    /// Renames `from` to `to`, replacing `to` if it exists. Durable after `sync_dir`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes the file at `path`. Durable after `sync_dir`.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+
+    /// Makes every earlier create, rename and remove inside `dir` durable (fsync of the
+    /// directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Takes an exclusive lock on `dir` so that a second writer (in this or another process)
+    /// fails to open the same log. Fails with `WouldBlock` when already held.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>>;
+}
+
+/// `dir/name` as a path; a small helper shared by the engine's modules.
+pub(crate) fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
+pub(crate) fn read_exact_at(file: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        let n = file.read_at(rest, offset + done as u64)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("short read: wanted {} bytes at offset {offset}", buf.len()),
+            ));
+        }
+        done += n;
+    }
+    Ok(())
+}
