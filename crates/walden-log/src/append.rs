@@ -28,17 +28,25 @@ impl Wal {
         let inner = &*self.inner;
         inner.check_writable()?;
         check_size(inner, "record", record.len() as u64)?;
-        let (lsn, pending) = inner.reserve(record.len() as u64, 1, |buf, seed, lsn, durable, prev| {
-            encode_record_frame(buf, seed, lsn, durable, prev, record)
-        })?;
-        inner.stats.bytes_appended.fetch_add(record.len() as u64, Relaxed);
+        let (lsn, pending) =
+            inner.reserve(record.len() as u64, 1, |buf, seed, lsn, durable, prev| {
+                encode_record_frame(buf, seed, lsn, durable, prev, record)
+            })?;
+        inner
+            .stats
+            .bytes_appended
+            .fetch_add(record.len() as u64, Relaxed);
         inner.after_append(lsn, pending, durability)?;
         Ok(Lsn(lsn))
     }
 
     /// Appends records as one atomic batch: after a crash either all of them are in the log or
     /// none is. Returns the LSN of the first; the others follow densely.
-    pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R], durability: Durability) -> Result<Lsn> {
+    pub fn append_batch<R: AsRef<[u8]>>(
+        &self,
+        records: &[R],
+        durability: Durability,
+    ) -> Result<Lsn> {
         let inner = &*self.inner;
         inner.check_writable()?;
         if records.is_empty() || records.len() as u64 > u64::from(BATCH_RECORDS_MAX) {
@@ -89,7 +97,11 @@ impl Inner {
         let chunk = active_chunk(&mut a);
         let before = chunk.buf.len();
         let crc = encode(&mut chunk.buf, seed, lsn, durable, prev);
-        debug_assert_eq!((chunk.buf.len() - before) as u64, total, "frame size as computed");
+        debug_assert_eq!(
+            (chunk.buf.len() - before) as u64,
+            total,
+            "frame size as computed"
+        );
         chunk.records += count;
         a.last_crc = crc;
         a.next_lsn += count;
@@ -100,7 +112,12 @@ impl Inner {
         Ok((lsn, a.pending_bytes))
     }
 
-    fn after_append(&self, last_lsn: u64, pending_bytes: usize, durability: Durability) -> Result<()> {
+    fn after_append(
+        &self,
+        last_lsn: u64,
+        pending_bytes: usize,
+        durability: Durability,
+    ) -> Result<()> {
         match durability {
             Durability::Sync => self.sync_to(last_lsn, true),
             Durability::Buffered if pending_bytes >= self.options.buffer_bytes => {
@@ -122,11 +139,21 @@ impl Inner {
             prev_chain: a.last_crc,
         };
         let (entry, active) = start_segment(self.preparer()?, template, false)?;
-        let header = SegmentHeader { segment_id: entry.id, salt: entry.salt, ..template };
+        let header = SegmentHeader {
+            segment_id: entry.id,
+            salt: entry.salt,
+            ..template
+        };
         let mut buf = take_buf(a);
         buf.extend_from_slice(&header.encode_page());
         a.pending_bytes += buf.len();
-        a.pending.push(Chunk { path: active.path.clone(), file: active.file.clone(), offset: 0, buf, records: 0 });
+        a.pending.push(Chunk {
+            path: active.path.clone(),
+            file: active.file.clone(),
+            offset: 0,
+            buf,
+            records: 0,
+        });
         a.active = active;
         self.write_table().push(entry);
         self.stats.rotations.fetch_add(1, Relaxed);
@@ -145,7 +172,13 @@ fn active_chunk(a: &mut AppendState) -> &mut Chunk {
     if !extend {
         let buf = take_buf(a);
         let file = a.active.file.clone();
-        a.pending.push(Chunk { path: id_path, file, offset, buf, records: 0 });
+        a.pending.push(Chunk {
+            path: id_path,
+            file,
+            offset,
+            buf,
+            records: 0,
+        });
     }
     let last = a.pending.len() - 1;
     &mut a.pending[last]

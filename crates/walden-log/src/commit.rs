@@ -74,7 +74,9 @@ impl Inner {
             (std::mem::take(&mut a.pending), a.next_lsn - 1)
         };
         for c in &chunks {
-            c.file.write_all_at(&c.buf, c.offset).map_err(|e| Error::io("write", &c.path, e))?;
+            c.file
+                .write_all_at(&c.buf, c.offset)
+                .map_err(|e| Error::io("write", &c.path, e))?;
             *records += c.records;
             if !unsynced.iter().any(|(p, _)| *p == c.path) {
                 unsynced.push((c.path.clone(), c.file.clone()));
@@ -84,7 +86,8 @@ impl Inner {
         if durable {
             for (path, file) in unsynced.iter() {
                 let started = Instant::now();
-                file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+                file.sync_data()
+                    .map_err(|e| Error::io("fdatasync", path, e))?;
                 self.stats.record_fsync(started.elapsed());
             }
             unsynced.clear();

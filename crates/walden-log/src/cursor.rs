@@ -14,8 +14,6 @@ const READ_CHUNK_BYTES: usize = 1 << 20;
 /// One verified frame.
 #[derive(Debug)]
 pub(crate) struct Frame<'a> {
-    /// Byte offset of the frame in its file.
-    pub offset: u64,
     /// The decoded header.
     pub header: FrameHeader,
     /// The payload (exactly `header.len` bytes), CRC verified.
@@ -68,14 +66,16 @@ pub(crate) struct FrameCursor {
 }
 
 impl FrameCursor {
-    /// A cursor at the first frame of a segment whose frames use `seed`.
-    pub fn new(file: Arc<dyn StorageFile>, seed: u32, file_len: u64) -> Self {
-        Self::at(file, seed, file_len, DATA_OFFSET)
-    }
-
     /// A cursor at `offset`, which must be a frame boundary.
     pub fn at(file: Arc<dyn StorageFile>, seed: u32, file_len: u64, offset: u64) -> Self {
-        FrameCursor { file, seed, file_len, offset, buf: Vec::new(), buf_at: 0 }
+        FrameCursor {
+            file,
+            seed,
+            file_len,
+            offset,
+            buf: Vec::new(),
+            buf_at: 0,
+        }
     }
 
     /// Offset of the next frame.
@@ -83,9 +83,9 @@ impl FrameCursor {
         self.offset
     }
 
-    /// The file length this cursor reads up to.
-    pub fn file_len(&self) -> u64 {
-        self.file_len
+    /// Moves the cursor to `offset`, which must be a frame boundary.
+    pub fn seek_to(&mut self, offset: u64) {
+        self.offset = offset;
     }
 
     /// Reads the frame at the cursor and advances past it if it verifies.
@@ -120,8 +120,38 @@ impl FrameCursor {
             return Step::Stop(Stop::Damaged("checksum mismatch".into()));
         }
         self.offset = at + total;
-        let payload = self.slice(at, body).get(FRAME_HEADER_BYTES..).unwrap_or_default();
-        Step::Frame(Frame { offset: at, header, payload })
+        let payload = self
+            .slice(at, body)
+            .get(FRAME_HEADER_BYTES..)
+            .unwrap_or_default();
+        Step::Frame(Frame { header, payload })
+    }
+
+    /// Moves past damage to the first valid frame of this segment holding an LSN of at least
+    /// `min_lsn`; false when there is none. Only for logs recovered in `SkipCorrupt` mode,
+    /// whose holes are known and accepted.
+    pub fn skip_damage(&mut self, min_lsn: u64) -> bool {
+        let mut found = None;
+        resync(
+            &self.file,
+            self.seed,
+            self.file_len,
+            self.offset + FRAME_ALIGN_BYTES,
+            |f| {
+                if f.header.lsn >= min_lsn {
+                    found = Some(f.offset);
+                    return false;
+                }
+                true
+            },
+        );
+        match found {
+            Some(offset) => {
+                self.offset = offset;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Makes `[at, at + n)` available in the buffer.
@@ -141,7 +171,10 @@ impl FrameCursor {
             }
             Ok(len) => {
                 self.buf.truncate(len);
-                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank",
+                ))
             }
             Err(_) if want > n => {
                 // A large read failed; the bytes we need may still be readable on their own.
@@ -149,7 +182,10 @@ impl FrameCursor {
                 let len = read_fully(&*self.file, &mut self.buf, at)?;
                 self.buf.truncate(len);
                 if len < n {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "short",
+                    ));
                 }
                 Ok(())
             }
@@ -202,7 +238,11 @@ pub(crate) fn resync(
         cursor.offset = at;
         match cursor.next_frame() {
             Step::Frame(f) => {
-                let found = Found { offset: at, header: f.header, end_offset: cursor.offset };
+                let found = Found {
+                    offset: at,
+                    header: f.header,
+                    end_offset: cursor.offset,
+                };
                 if !visit(found) {
                     return;
                 }
@@ -227,7 +267,11 @@ impl FrameCursor {
 }
 
 /// True when every byte of `[from, file_len)` is zero (nothing was ever written there).
-pub(crate) fn is_zero_after(file: &dyn StorageFile, from: u64, file_len: u64) -> std::io::Result<bool> {
+pub(crate) fn is_zero_after(
+    file: &dyn StorageFile,
+    from: u64,
+    file_len: u64,
+) -> std::io::Result<bool> {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let mut at = from;
     while at < file_len {

@@ -21,7 +21,13 @@ pub struct Location {
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at byte offset {} (LSN {})", self.path.display(), self.offset, self.lsn)
+        write!(
+            f,
+            "{} at byte offset {} (LSN {})",
+            self.path.display(),
+            self.offset,
+            self.lsn
+        )
     }
 }
 
@@ -117,9 +123,18 @@ impl Error {
         }
     }
 
-    pub(crate) fn corruption(path: impl Into<PathBuf>, offset: u64, lsn: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        lsn: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corruption {
-            location: Box::new(Location { path: path.into(), offset, lsn: Lsn(lsn) }),
+            location: Box::new(Location {
+                path: path.into(),
+                offset,
+                lsn: Lsn(lsn),
+            }),
             reason: reason.into(),
         }
     }

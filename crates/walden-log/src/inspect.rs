@@ -79,21 +79,43 @@ impl Inspection {
 /// Inspects the log in `dir` without changing anything.
 pub fn inspect_dir(storage: &dyn Storage, dir: &Path) -> Result<Inspection> {
     let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
-    if !names.iter().any(|n| crate::format::parse_segment_file_name(n).is_some()) {
-        return Err(Error::NotALog { dir: dir.to_path_buf(), reason: "no segment files (*.wal)".into() });
+    if !names
+        .iter()
+        .any(|n| crate::format::parse_segment_file_name(n).is_some())
+    {
+        return Err(Error::NotALog {
+            dir: dir.to_path_buf(),
+            reason: "no segment files (*.wal)".into(),
+        });
     }
-    let strict = scan_log(storage, dir, RecoveryMode::TolerateTornTail, OpenMode::Read, &mut |_| {});
+    let strict = scan_log(
+        storage,
+        dir,
+        RecoveryMode::TolerateTornTail,
+        OpenMode::Read,
+        &mut |_| {},
+    );
     let refusal = match strict {
         Err(Error::Corruption { location, reason }) => Some((location, reason)),
         Err(e) => return Err(e),
         Ok(_) => None,
     };
-    let scan = scan_log(storage, dir, RecoveryMode::PointInTime, OpenMode::Read, &mut |_| {})?;
+    let scan = scan_log(
+        storage,
+        dir,
+        RecoveryMode::PointInTime,
+        OpenMode::Read,
+        &mut |_| {},
+    )?;
     let damage = match (scan.damage.clone(), refusal) {
         (Some(d), Some((_, reason))) => Some((d, DamageKind::Corruption { reason })),
-        (None, Some((location, reason))) => {
-            Some((Damage { location: *location, reason: reason.clone() }, DamageKind::Corruption { reason }))
-        }
+        (None, Some((location, reason))) => Some((
+            Damage {
+                location: *location,
+                reason: reason.clone(),
+            },
+            DamageKind::Corruption { reason },
+        )),
         (Some(d), None) => Some((d, DamageKind::TornTail)),
         (None, None) => None,
     };
@@ -143,14 +165,33 @@ pub struct RecordView {
 
 /// Iterates over the records of a log opened read-only with `mode`, from `from` on, with
 /// frame metadata. Memory: one read buffer and one frame.
-pub fn dump_records(storage: Arc<dyn Storage>, dir: &Path, mode: RecoveryMode, from: Lsn) -> Result<RecordDump> {
+pub fn dump_records(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    mode: RecoveryMode,
+    from: Lsn,
+) -> Result<RecordDump> {
     let wal = Wal::open_read_only(dir, mode, storage)?;
     let table = wal.inner.read_table();
     let entries = table.entries.clone();
     let end = wal.inner.durable.load(std::sync::atomic::Ordering::Acquire) + 1;
     drop(table);
-    let start = SegmentTable { entries: entries.clone() }.locate(from.0).unwrap_or(0);
-    Ok(RecordDump { entries, index: start, cursor: None, from: from.0, end, pending: VecDeque::new() })
+    let start = SegmentTable {
+        entries: entries.clone(),
+    }
+    .locate(from.0)
+    .unwrap_or(0);
+    let has_holes = !wal.recovery_report().skipped.is_empty();
+    Ok(RecordDump {
+        entries,
+        index: start,
+        cursor: None,
+        from: from.0,
+        end,
+        pending: VecDeque::new(),
+        last_lsn: 0,
+        has_holes,
+    })
 }
 
 /// The iterator [`dump_records`] returns.
@@ -162,6 +203,11 @@ pub struct RecordDump {
     from: u64,
     end: u64,
     pending: VecDeque<RecordView>,
+    /// Highest LSN seen so far, so a skip past a hole never goes backwards.
+    last_lsn: u64,
+    /// True when recovery skipped corrupt ranges (SkipCorrupt mode): damage inside a segment
+    /// is then a known hole to step over, not the end.
+    has_holes: bool,
 }
 
 impl RecordDump {
@@ -175,21 +221,43 @@ impl RecordDump {
             if let Some(v) = self.pending.pop_front() {
                 return Ok(Some(v));
             }
-            let Some(entry) = self.entries.get(self.index) else { return Ok(None) };
-            let seg_end = self.entries.get(self.index + 1).map_or(self.end, |n| n.first_lsn).min(self.end);
+            let Some(entry) = self.entries.get(self.index) else {
+                return Ok(None);
+            };
+            let seg_end = self
+                .entries
+                .get(self.index + 1)
+                .map_or(self.end, |n| n.first_lsn)
+                .min(self.end);
             let cursor = match self.cursor.as_mut() {
                 Some(c) => c,
                 None => {
-                    let len = entry.file.len().map_err(|e| Error::io("stat", &entry.path, e))?;
-                    self.cursor.insert(FrameCursor::at(entry.file.clone(), entry.seed, len, DATA_OFFSET))
+                    let len = entry
+                        .file
+                        .len()
+                        .map_err(|e| Error::io("stat", &entry.path, e))?;
+                    self.cursor.insert(FrameCursor::at(
+                        entry.file.clone(),
+                        entry.seed,
+                        len,
+                        DATA_OFFSET,
+                    ))
                 }
             };
             let at = cursor.offset();
+            let at_lsn = self.last_lsn + 1;
             let (id, path) = (entry.id, entry.path.clone());
             match cursor.next_frame() {
                 Step::Frame(f) if f.header.lsn < seg_end => {
-                    let payload = parse_frame_payload(f.header.kind, f.payload)
-                        .ok_or_else(|| Error::corruption(&path, at, f.header.lsn, "batch payload does not parse"))?;
+                    let payload =
+                        parse_frame_payload(f.header.kind, f.payload).ok_or_else(|| {
+                            Error::corruption(
+                                &path,
+                                at,
+                                f.header.lsn,
+                                "batch payload does not parse",
+                            )
+                        })?;
                     let records: Vec<&[u8]> = match payload {
                         FramePayload::Record(r) => vec![r],
                         FramePayload::Batch(rs) => rs,
@@ -197,10 +265,15 @@ impl RecordDump {
                     let n = records.len() as u32;
                     for (i, data) in records.into_iter().enumerate() {
                         let lsn = f.header.lsn + i as u64;
+                        self.last_lsn = self.last_lsn.max(lsn);
                         if lsn >= self.from && lsn < seg_end {
                             self.pending.push_back(RecordView {
                                 lsn: Lsn(lsn),
-                                kind: if f.header.kind == FrameKind::Batch { "batch" } else { "record" },
+                                kind: if f.header.kind == FrameKind::Batch {
+                                    "batch"
+                                } else {
+                                    "record"
+                                },
                                 batch_position: (i as u32, n),
                                 segment_id: id,
                                 frame_offset: at,
@@ -208,6 +281,13 @@ impl RecordDump {
                                 data: data.to_vec(),
                             });
                         }
+                    }
+                }
+                Step::Stop(crate::cursor::Stop::Damaged(_)) if self.has_holes => {
+                    cursor.seek_to(at);
+                    if !cursor.skip_damage(self.from.max(at_lsn)) {
+                        self.index += 1;
+                        self.cursor = None;
                     }
                 }
                 _ => {

@@ -43,7 +43,9 @@ mod truncate;
 mod wal;
 
 pub use error::{Error, Location, Result};
-pub use inspect::{inspect_dir, DamageKind, Inspection, InspectedSegment, RecordView, dump_records};
+pub use inspect::{
+    dump_records, inspect_dir, DamageKind, InspectedSegment, Inspection, RecordView,
+};
 pub use lsn::Lsn;
 pub use options::{Durability, Options, RecoveryMode};
 pub use reader::{LogReader, Record, TailReader};

@@ -117,13 +117,16 @@ impl Options {
 
     /// The largest frame payload a segment of this size can hold.
     pub(crate) fn frame_payload_max(&self) -> u64 {
-        let room = self.segment_bytes.saturating_sub(DATA_OFFSET + FRAME_HEADER_BYTES as u64);
-        room.min(u64::from(self.record_bytes_max)).min(u64::from(FRAME_PAYLOAD_BYTES_MAX))
+        let room = self
+            .segment_bytes
+            .saturating_sub(DATA_OFFSET + FRAME_HEADER_BYTES as u64);
+        room.min(u64::from(self.record_bytes_max))
+            .min(u64::from(FRAME_PAYLOAD_BYTES_MAX))
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
         if !(format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&self.segment_bytes)
-            || self.segment_bytes % format::FRAME_ALIGN_BYTES != 0
+            || !self.segment_bytes.is_multiple_of(format::FRAME_ALIGN_BYTES)
         {
             return Err(Error::InvalidArgument(format!(
                 "segment_bytes {} must be a multiple of 8 within {}..={}",

@@ -116,7 +116,11 @@ impl Preparer {
                 return Ok(p);
             }
             if let Some(e) = st.error.take() {
-                return Err(Error::io("prepare segment", &self.shared.dir, std::io::Error::other(e)));
+                return Err(Error::io(
+                    "prepare segment",
+                    &self.shared.dir,
+                    std::io::Error::other(e),
+                ));
             }
             if self.thread.is_none() {
                 drop(st);
@@ -135,11 +139,15 @@ impl Preparer {
         let keep = sh.lock().free.len() < sh.recycle_max;
         if keep {
             let to = join(&sh.dir, &free_file_name(id));
-            sh.storage.rename(path, &to).map_err(|e| Error::io("rename", path, e))?;
+            sh.storage
+                .rename(path, &to)
+                .map_err(|e| Error::io("rename", path, e))?;
             sh.sync_dir()?;
             sh.lock().free.push((id, to));
         } else {
-            sh.storage.remove(path).map_err(|e| Error::io("remove", path, e))?;
+            sh.storage
+                .remove(path)
+                .map_err(|e| Error::io("remove", path, e))?;
             sh.sync_dir()?;
         }
         sh.stats.segments_released.fetch_add(1, Relaxed);
@@ -169,7 +177,9 @@ impl Shared {
     }
 
     fn sync_dir(&self) -> Result<()> {
-        self.storage.sync_dir(&self.dir).map_err(|e| Error::io("fsync directory", &self.dir, e))
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("fsync directory", &self.dir, e))
     }
 
     fn run(&self) {
@@ -204,18 +214,29 @@ impl Shared {
             Some((_, from)) => self.recycle(&from, &path)?,
             None => self.create(&path)?,
         }
-        let file = self.storage.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open", &path, e))?;
+        let file = self
+            .storage
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(|e| Error::io("open", &path, e))?;
         Ok(Prepared { id, path, file })
     }
 
     fn recycle(&self, from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-        let file = self.storage.open(from, OpenMode::ReadWrite).map_err(|e| Error::io("open", from, e))?;
-        file.write_all_at(&[0u8; DATA_OFFSET as usize], 0).map_err(|e| Error::io("write", from, e))?;
+        let file = self
+            .storage
+            .open(from, OpenMode::ReadWrite)
+            .map_err(|e| Error::io("open", from, e))?;
+        file.write_all_at(&[0u8; DATA_OFFSET as usize], 0)
+            .map_err(|e| Error::io("write", from, e))?;
         if file.len().map_err(|e| Error::io("stat", from, e))? != self.segment_bytes {
-            file.set_len(self.segment_bytes).map_err(|e| Error::io("set length", from, e))?;
+            file.set_len(self.segment_bytes)
+                .map_err(|e| Error::io("set length", from, e))?;
         }
-        file.sync_data().map_err(|e| Error::io("fdatasync", from, e))?;
-        self.storage.rename(from, to).map_err(|e| Error::io("rename", from, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", from, e))?;
+        self.storage
+            .rename(from, to)
+            .map_err(|e| Error::io("rename", from, e))?;
         self.sync_dir()?;
         self.stats.segments_recycled.fetch_add(1, Relaxed);
         Ok(())
@@ -231,15 +252,20 @@ impl Shared {
     }
 
     fn create_zero_filled(&self, path: &std::path::Path) -> Result<()> {
-        let file = self.storage.open(path, OpenMode::CreateNew).map_err(|e| Error::io("create", path, e))?;
+        let file = self
+            .storage
+            .open(path, OpenMode::CreateNew)
+            .map_err(|e| Error::io("create", path, e))?;
         let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
         let mut at = 0u64;
         while at < self.segment_bytes {
             let n = (self.segment_bytes - at).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
-            file.write_all_at(zeros.get(..n).unwrap_or_default(), at).map_err(|e| Error::io("write", path, e))?;
+            file.write_all_at(zeros.get(..n).unwrap_or_default(), at)
+                .map_err(|e| Error::io("write", path, e))?;
             at += n as u64;
         }
-        file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", path, e))?;
         self.sync_dir()?;
         self.stats.segments_created.fetch_add(1, Relaxed);
         Ok(())

@@ -38,15 +38,25 @@ impl Wal {
     pub fn read_from(&self, from: Lsn) -> Result<LogReader> {
         let first = self.inner.read_table().first_lsn();
         if from.0 < first {
-            return Err(Error::Truncated { lsn: from, first: Lsn(first) });
+            return Err(Error::Truncated {
+                lsn: from,
+                first: Lsn(first),
+            });
         }
-        Ok(LogReader { inner: self.inner.clone(), next: from.0, segment: None, batch: VecDeque::new() })
+        Ok(LogReader {
+            inner: self.inner.clone(),
+            next: from.0,
+            segment: None,
+            batch: VecDeque::new(),
+        })
     }
 
     /// A tailing reader from `from`: like [`Wal::read_from`], but waits for records that
     /// are not durable yet.
     pub fn tail_from(&self, from: Lsn) -> Result<TailReader> {
-        Ok(TailReader { reader: self.read_from(from)? })
+        Ok(TailReader {
+            reader: self.read_from(from)?,
+        })
     }
 }
 
@@ -69,7 +79,9 @@ impl LogReader {
                 return Ok(None);
             }
             self.ensure_segment()?;
-            let Some((id, cursor)) = self.segment.as_mut() else { return Ok(None) };
+            let Some((id, cursor)) = self.segment.as_mut() else {
+                return Ok(None);
+            };
             let id = *id;
             let at = cursor.offset();
             match cursor.next_frame() {
@@ -85,7 +97,10 @@ impl LogReader {
                     self.next = self.next.max(first);
                     match payload {
                         FramePayload::Record(data) => {
-                            let r = Record { lsn: Lsn(first), data: data.to_vec() };
+                            let r = Record {
+                                lsn: Lsn(first),
+                                data: data.to_vec(),
+                            };
                             self.next = first + 1;
                             return Ok(Some(r));
                         }
@@ -93,7 +108,10 @@ impl LogReader {
                             for (i, data) in records.into_iter().enumerate() {
                                 let lsn = first + i as u64;
                                 if lsn >= self.next {
-                                    self.batch.push_back(Record { lsn: Lsn(lsn), data: data.to_vec() });
+                                    self.batch.push_back(Record {
+                                        lsn: Lsn(lsn),
+                                        data: data.to_vec(),
+                                    });
                                 }
                             }
                             let r = self.batch.pop_front();
@@ -107,7 +125,19 @@ impl LogReader {
                 Step::Stop(stop) => {
                     if !self.inner.read_table().entries.iter().any(|e| e.id == id) {
                         let first = self.inner.read_table().first_lsn();
-                        return Err(Error::Truncated { lsn: Lsn(self.next), first: Lsn(first) });
+                        return Err(Error::Truncated {
+                            lsn: Lsn(self.next),
+                            first: Lsn(first),
+                        });
+                    }
+                    let has_holes = !self.inner.report.skipped.is_empty();
+                    if has_holes && matches!(stop, Stop::Damaged(_)) {
+                        if let Some((_, cursor)) = self.segment.as_mut() {
+                            cursor.seek_to(at);
+                            if cursor.skip_damage(self.next) {
+                                continue;
+                            }
+                        }
                     }
                     if !refreshed {
                         // The segment may have been superseded (truncate_after) or grown.
@@ -129,13 +159,19 @@ impl LogReader {
     fn ensure_segment(&mut self) -> Result<()> {
         let table = self.inner.read_table();
         let Some(index) = table.locate(self.next) else {
-            return Err(Error::Truncated { lsn: Lsn(self.next), first: Lsn(table.first_lsn()) });
+            return Err(Error::Truncated {
+                lsn: Lsn(self.next),
+                first: Lsn(table.first_lsn()),
+            });
         };
         let entry = &table.entries[index];
         if self.segment.as_ref().is_some_and(|(id, _)| *id == entry.id) {
             return Ok(());
         }
-        let len = entry.file.len().map_err(|e| Error::io("stat", &entry.path, e))?;
+        let len = entry
+            .file
+            .len()
+            .map_err(|e| Error::io("stat", &entry.path, e))?;
         let cursor = FrameCursor::at(entry.file.clone(), entry.seed, len, DATA_OFFSET);
         self.segment = Some((entry.id, cursor));
         Ok(())
@@ -197,7 +233,7 @@ impl TailReader {
                 continue;
             }
             if listener.wait_deadline(deadline).is_none() {
-                return Ok(self.reader.next_record()?);
+                return self.reader.next_record();
             }
         }
     }

@@ -128,7 +128,10 @@ pub(crate) fn scan_log(
     progress: &mut dyn FnMut(RecoveryProgress),
 ) -> Result<LogScan> {
     let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
-    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
     ids.sort_unstable();
     let mut free: Vec<(u64, PathBuf)> = names
         .iter()
@@ -140,8 +143,15 @@ pub(crate) fn scan_log(
         files.push(classify(storage, dir, *id, open_mode)?);
     }
     let log_id = check_identity(&files)?;
-    let max_id = ids.iter().chain(free.iter().map(|(id, _)| id)).copied().max().unwrap_or(0);
-    let last_init = files.iter().rposition(|f| matches!(f.class, Class::Init(_)));
+    let max_id = ids
+        .iter()
+        .chain(free.iter().map(|(id, _)| id))
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let last_init = files
+        .iter()
+        .rposition(|f| matches!(f.class, Class::Init(_)));
     let (live, trailing) = match last_init {
         Some(i) => files.split_at(i + 1),
         None => files.split_at(0),
@@ -169,7 +179,14 @@ pub(crate) fn scan_log(
             _ => scan.discard.push(f.clone()),
         }
     }
-    let mut walker = Walker { mode, live, scan, progress, bytes_total: 0, segments_done: 0 };
+    let mut walker = Walker {
+        mode,
+        live,
+        scan,
+        progress,
+        bytes_total: 0,
+        segments_done: 0,
+    };
     walker.bytes_total = live.iter().map(|f| f.len).sum();
     walker.run()?;
     Ok(walker.scan)
@@ -177,7 +194,9 @@ pub(crate) fn scan_log(
 
 fn classify(storage: &dyn Storage, dir: &Path, id: u64, mode: OpenMode) -> Result<SegmentFile> {
     let path = join(dir, &format::segment_file_name(id));
-    let file = storage.open(&path, mode).map_err(|e| Error::io("open", &path, e))?;
+    let file = storage
+        .open(&path, mode)
+        .map_err(|e| Error::io("open", &path, e))?;
     let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
     let mut page = vec![0u8; len.min(DATA_OFFSET) as usize];
     let class = match read_exact_at(&*file, &mut page, 0) {
@@ -188,7 +207,10 @@ fn classify(storage: &dyn Storage, dir: &Path, id: u64, mode: OpenMode) -> Resul
             Err(format::header::HeaderProblem::UnsupportedVersion(v)) => {
                 return Err(Error::NotALog {
                     dir: dir.to_path_buf(),
-                    reason: format!("{} uses format version {v}, which this build cannot read", path.display()),
+                    reason: format!(
+                        "{} uses format version {v}, which this build cannot read",
+                        path.display()
+                    ),
                 });
             }
             Err(p) => Class::Invalid(describe(p)),
@@ -208,7 +230,13 @@ fn classify(storage: &dyn Storage, dir: &Path, id: u64, mode: OpenMode) -> Resul
             ));
         }
     }
-    Ok(SegmentFile { id, path, file, len, class })
+    Ok(SegmentFile {
+        id,
+        path,
+        file,
+        len,
+        class,
+    })
 }
 
 fn check_identity(files: &[SegmentFile]) -> Result<Option<u64>> {
@@ -265,8 +293,12 @@ impl Walker<'_> {
             _ => None,
         });
         let Some(h0) = first_init else { return Ok(()) };
-        let mut pos =
-            Position { file: 0, offset: DATA_OFFSET, expected: h0.first_lsn, chain: h0.prev_chain };
+        let mut pos = Position {
+            file: 0,
+            offset: DATA_OFFSET,
+            expected: h0.first_lsn,
+            chain: h0.prev_chain,
+        };
         while pos.file < self.live.len() {
             let f = &self.live[pos.file];
             let outcome = match &f.class {
@@ -292,7 +324,11 @@ impl Walker<'_> {
                 }
                 SegmentEnd::Damaged { offset, reason } => {
                     let damage = Damage {
-                        location: Location { path: f.path.clone(), offset, lsn: Lsn(pos.expected) },
+                        location: Location {
+                            path: f.path.clone(),
+                            offset,
+                            lsn: Lsn(pos.expected),
+                        },
                         reason,
                     };
                     self.finish_segment(pos.file, pos.expected, offset);
@@ -315,7 +351,12 @@ impl Walker<'_> {
 
     /// Checks the link from the previous segment, then walks frames until the next
     /// segment's first LSN (frames past it are superseded), the end, or damage.
-    fn walk_segment(&mut self, f: &SegmentFile, h: &SegmentHeader, pos: &mut Position) -> SegmentEnd {
+    fn walk_segment(
+        &mut self,
+        f: &SegmentFile,
+        h: &SegmentHeader,
+        pos: &mut Position,
+    ) -> SegmentEnd {
         if pos.offset == DATA_OFFSET && !self.scan.segments.is_empty() {
             if h.first_lsn != pos.expected {
                 return SegmentEnd::Damaged {
@@ -338,17 +379,28 @@ impl Walker<'_> {
         let mut cursor = FrameCursor::at(f.file.clone(), h.frame_seed(), f.len, pos.offset);
         loop {
             if stop_at == Some(pos.expected) {
-                return SegmentEnd::Clean { offset: cursor.offset() };
+                return SegmentEnd::Clean {
+                    offset: cursor.offset(),
+                };
             }
             let at = cursor.offset();
             match cursor.next_frame() {
                 Step::Frame(frame) => {
                     let count = frame.record_count();
                     if frame.header.lsn != pos.expected {
-                        return damaged(at, format!("frame holds LSN {} where LSN {} belongs", frame.header.lsn, pos.expected));
+                        return damaged(
+                            at,
+                            format!(
+                                "frame holds LSN {} where LSN {} belongs",
+                                frame.header.lsn, pos.expected
+                            ),
+                        );
                     }
                     if frame.header.prev_crc != pos.chain {
-                        return damaged(at, "chain broken: frame does not follow the frame before it".into());
+                        return damaged(
+                            at,
+                            "chain broken: frame does not follow the frame before it".into(),
+                        );
                     }
                     if count == 0 || stop_at.is_some_and(|s| pos.expected + count > s) {
                         return damaged(at, "frame overlaps the next segment's first LSN".into());
@@ -359,7 +411,13 @@ impl Walker<'_> {
                 }
                 Step::Stop(Stop::Eof | Stop::Zeros) => {
                     return match stop_at {
-                        Some(s) => damaged(at, format!("segment ends at LSN {} but the next segment starts at LSN {s}", pos.expected - 1)),
+                        Some(s) => damaged(
+                            at,
+                            format!(
+                                "segment ends at LSN {} but the next segment starts at LSN {s}",
+                                pos.expected - 1
+                            ),
+                        ),
                         None => SegmentEnd::Clean { offset: at },
                     };
                 }
@@ -405,17 +463,27 @@ impl Walker<'_> {
 
     /// Applies the recovery mode to damage at `pos`; returns where to resume (SkipCorrupt)
     /// or `None` to cut there.
-    fn on_damage(&mut self, pos: &Position, offset: u64, damage: Damage) -> Result<Option<Position>> {
+    fn on_damage(
+        &mut self,
+        pos: &Position,
+        offset: u64,
+        damage: Damage,
+    ) -> Result<Option<Position>> {
         let first_damage = self.scan.damage.is_none();
         let refuse = |d: &Damage, why: String| Error::Corruption {
             location: Box::new(d.location.clone()),
             reason: why,
         };
         match self.mode {
-            RecoveryMode::AbsoluteConsistency => return Err(refuse(&damage, damage.reason.clone())),
+            RecoveryMode::AbsoluteConsistency => {
+                return Err(refuse(&damage, damage.reason.clone()))
+            }
             RecoveryMode::TolerateTornTail => {
                 if let Some(proof) = self.proof_of_durability(pos.file, offset, pos.expected) {
-                    return Err(refuse(&damage, format!("{}; acknowledged data is damaged: {proof}", damage.reason)));
+                    return Err(refuse(
+                        &damage,
+                        format!("{}; acknowledged data is damaged: {proof}", damage.reason),
+                    ));
                 }
             }
             RecoveryMode::PointInTime => {}
@@ -424,7 +492,9 @@ impl Walker<'_> {
                     self.scan.damage = Some(damage.clone());
                 }
                 if let Some(resume) = self.next_valid_frame(pos.file, offset, pos.expected) {
-                    self.scan.skipped.push((Lsn(pos.expected), Lsn(resume.expected)));
+                    self.scan
+                        .skipped
+                        .push((Lsn(pos.expected), Lsn(resume.expected)));
                     return Ok(Some(resume));
                 }
             }
@@ -434,8 +504,14 @@ impl Walker<'_> {
         }
         let cut_file = pos.file;
         let keep_cut_file = matches!(self.live[cut_file].class, Class::Init(_));
-        let first_discard = if keep_cut_file { cut_file + 1 } else { cut_file };
-        self.scan.discard.splice(0..0, self.live[first_discard..].iter().cloned());
+        let first_discard = if keep_cut_file {
+            cut_file + 1
+        } else {
+            cut_file
+        };
+        self.scan
+            .discard
+            .splice(0..0, self.live[first_discard..].iter().cloned());
         Ok(None)
     }
 
@@ -486,7 +562,11 @@ impl Walker<'_> {
         let mut go_on = true;
         for (i, f) in self.live.iter().enumerate().skip(file) {
             let Class::Init(h) = &f.class else { continue };
-            let from = if i == file { offset + FRAME_ALIGN_BYTES } else { DATA_OFFSET };
+            let from = if i == file {
+                offset + FRAME_ALIGN_BYTES
+            } else {
+                DATA_OFFSET
+            };
             resync(&f.file, h.frame_seed(), f.len, from, |found| {
                 go_on = visit(f, found);
                 go_on

@@ -64,8 +64,16 @@ impl Stats {
     }
 
     pub fn snapshot(&self, live_segments: usize, spare_segments: usize) -> StatsSnapshot {
-        let fsync = self.fsync_micros.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let groups = self.group_sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let fsync = self
+            .fsync_micros
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let groups = self
+            .group_sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         StatsSnapshot {
             records_appended: self.records_appended.load(Relaxed),
             bytes_appended: self.bytes_appended.load(Relaxed),

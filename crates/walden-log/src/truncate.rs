@@ -60,7 +60,10 @@ impl Wal {
             return Ok(());
         }
         if lsn.0 + 1 < first {
-            return Err(Error::Truncated { lsn, first: Lsn(first) });
+            return Err(Error::Truncated {
+                lsn,
+                first: Lsn(first),
+            });
         }
         let entries = inner.read_table().entries.clone();
         let keep = entries.iter().rposition(|e| e.first_lsn <= lsn.0);
@@ -89,7 +92,9 @@ impl Wal {
         }
         {
             let mut table = inner.write_table();
-            table.entries.retain(|e| e.first_lsn <= lsn.0 && keep.is_some());
+            table
+                .entries
+                .retain(|e| e.first_lsn <= lsn.0 && keep.is_some());
             table.push(entry);
         }
         a.active = active;
@@ -111,7 +116,10 @@ fn chain_value_at(e: &TableEntry, lsn: u64) -> Result<u32> {
     if lsn + 1 == e.first_lsn {
         return Ok(e.prev_chain);
     }
-    let len = e.file.len().map_err(|err| Error::io("stat", &e.path, err))?;
+    let len = e
+        .file
+        .len()
+        .map_err(|err| Error::io("stat", &e.path, err))?;
     let mut cursor = FrameCursor::at(e.file.clone(), e.seed, len, DATA_OFFSET);
     loop {
         let at = cursor.offset();
@@ -129,7 +137,12 @@ fn chain_value_at(e: &TableEntry, lsn: u64) -> Result<u32> {
                 }
             }
             Step::Stop(_) => {
-                return Err(Error::corruption(&e.path, at, lsn, "record to truncate after not found"));
+                return Err(Error::corruption(
+                    &e.path,
+                    at,
+                    lsn,
+                    "record to truncate after not found",
+                ));
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::options::{Options, RecoveryMode};
 use crate::prepare::{Prepared, Preparer, PreparerConfig};
 use crate::recovery::{scan_log, Damage, LogScan, RecoveryProgress};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::storage::{DirLock, OpenMode, Storage, StorageFile, StdStorage};
+use crate::storage::{DirLock, OpenMode, StdStorage, Storage, StorageFile};
 use crate::Lsn;
 use event_listener::Event;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,11 @@ impl SegmentTable {
 
     /// Adds a segment, dropping any it supersedes (same or later first LSN).
     pub fn push(&mut self, entry: TableEntry) {
-        while self.entries.last().is_some_and(|e| e.first_lsn >= entry.first_lsn) {
+        while self
+            .entries
+            .last()
+            .is_some_and(|e| e.first_lsn >= entry.first_lsn)
+        {
             self.entries.pop();
         }
         self.entries.push(entry);
@@ -55,7 +59,6 @@ impl SegmentTable {
 /// The segment appends go to.
 #[derive(Debug)]
 pub(crate) struct Active {
-    pub id: u64,
     pub path: PathBuf,
     pub file: Arc<dyn StorageFile>,
     pub seed: u32,
@@ -121,7 +124,6 @@ pub struct RecoveryReport {
 }
 
 pub(crate) struct Inner {
-    pub storage: Arc<dyn Storage>,
     pub dir: PathBuf,
     pub options: Options,
     pub log_id: u64,
@@ -144,7 +146,10 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.dir).field("log_id", &self.log_id).finish()
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("log_id", &self.log_id)
+            .finish()
     }
 }
 
@@ -178,16 +183,26 @@ impl Wal {
         let started = Instant::now();
         options.validate()?;
         let dir = options.dir.clone();
-        storage.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
         sync_parent(&*storage, &dir)?;
         let dir_lock = storage.lock_dir(&dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
             _ => Error::io("lock", &dir, e),
         })?;
-        let scan = scan_log(&*storage, &dir, options.recovery, OpenMode::ReadWrite, progress)?;
+        let scan = scan_log(
+            &*storage,
+            &dir,
+            options.recovery,
+            OpenMode::ReadWrite,
+            progress,
+        )?;
         for seg in &scan.segments {
             // A crashed process may have left accepted bytes in the page cache only.
-            seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, e))?;
+            seg.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
         }
         let stats = Arc::new(Stats::default());
         let preparer = Preparer::new(PreparerConfig {
@@ -201,9 +216,13 @@ impl Wal {
             free: scan.free.clone(),
             max_id: scan.max_id,
         })?;
-        let mut discard: Vec<_> = scan.discard.iter().map(|f| (f.id, f.path.clone())).collect();
+        let mut discard: Vec<_> = scan
+            .discard
+            .iter()
+            .map(|f| (f.id, f.path.clone()))
+            .collect();
         discard.extend(odd_spares(&scan, options.segment_bytes));
-        discard.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        discard.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
         for (id, path) in &discard {
             preparer.release(*id, path)?;
         }
@@ -225,9 +244,11 @@ impl Wal {
             table.push(entry);
             active
         } else {
-            let last = scan.segments.last().ok_or_else(|| Error::InvalidArgument("no segment".into()))?;
+            let last = scan
+                .segments
+                .last()
+                .ok_or_else(|| Error::InvalidArgument("no segment".into()))?;
             Active {
-                id: last.header.segment_id,
                 path: last.path.clone(),
                 file: last.file.clone(),
                 seed: last.header.frame_seed(),
@@ -255,10 +276,12 @@ impl Wal {
             pending_bytes: 0,
             spare_bufs: Vec::new(),
         };
-        let commit = CommitState { written_lsn: durable, ..CommitState::default() };
+        let commit = CommitState {
+            written_lsn: durable,
+            ..CommitState::default()
+        };
         Ok(Wal {
             inner: Arc::new(Inner {
-                storage,
                 dir,
                 options,
                 log_id,
@@ -283,19 +306,25 @@ impl Wal {
 
     /// Opens an existing log for reading only: verifies it as `mode` says but changes
     /// nothing on disk and takes no lock (a writer may be running). Appends fail.
-    pub fn open_read_only(dir: impl Into<PathBuf>, mode: RecoveryMode, storage: Arc<dyn Storage>) -> Result<Wal> {
+    pub fn open_read_only(
+        dir: impl Into<PathBuf>,
+        mode: RecoveryMode,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Wal> {
         let started = Instant::now();
         let dir = dir.into();
         let scan = scan_log(&*storage, &dir, mode, OpenMode::Read, &mut |_| {})?;
         let Some(last) = scan.segments.last() else {
-            return Err(Error::NotALog { dir, reason: "no initialized segment file (*.wal)".into() });
+            return Err(Error::NotALog {
+                dir,
+                reason: "no initialized segment file (*.wal)".into(),
+            });
         };
         let mut table = SegmentTable::default();
         for seg in &scan.segments {
             table.push(entry_for(seg.header, &seg.path, &seg.file));
         }
         let active = Active {
-            id: last.header.segment_id,
             path: last.path.clone(),
             file: last.file.clone(),
             seed: last.header.frame_seed(),
@@ -317,7 +346,6 @@ impl Wal {
         let durable = scan.next_lsn - 1;
         Ok(Wal {
             inner: Arc::new(Inner {
-                storage,
                 dir,
                 options,
                 log_id: scan.log_id.unwrap_or(0),
@@ -330,7 +358,10 @@ impl Wal {
                     pending_bytes: 0,
                     spare_bufs: Vec::new(),
                 }),
-                commit: Mutex::new(CommitState { written_lsn: durable, ..CommitState::default() }),
+                commit: Mutex::new(CommitState {
+                    written_lsn: durable,
+                    ..CommitState::default()
+                }),
                 commit_cv: Condvar::new(),
                 durable: AtomicU64::new(durable),
                 durable_event: Event::new(),
@@ -381,7 +412,11 @@ impl Wal {
     /// A copy of the log's counters.
     pub fn stats(&self) -> StatsSnapshot {
         let live = self.inner.read_table().entries.len();
-        let spare = self.inner.preparer.as_ref().map_or(0, Preparer::spare_count);
+        let spare = self
+            .inner
+            .preparer
+            .as_ref()
+            .map_or(0, Preparer::spare_count);
         self.inner.stats.snapshot(live, spare)
     }
 
@@ -398,7 +433,11 @@ impl Wal {
                 id: e.id,
                 path: e.path.clone(),
                 first_lsn: Lsn(e.first_lsn),
-                last_lsn: Lsn(if i + 1 < n { table.entries[i + 1].first_lsn - 1 } else { durable.max(e.first_lsn - 1) }),
+                last_lsn: Lsn(if i + 1 < n {
+                    table.entries[i + 1].first_lsn - 1
+                } else {
+                    durable.max(e.first_lsn - 1)
+                }),
                 salt: e.salt,
                 active: i + 1 == n,
             })
@@ -417,7 +456,9 @@ impl Wal {
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         let next = lock(&self.inner.append).next_lsn;
         if lsn.0 >= next {
-            return Err(Error::InvalidArgument(format!("LSN {lsn} was not appended yet (next is {next})")));
+            return Err(Error::InvalidArgument(format!(
+                "LSN {lsn} was not appended yet (next is {next})"
+            )));
         }
         self.inner.sync_to(lsn.0, true)
     }
@@ -506,7 +547,9 @@ impl Inner {
     }
 
     pub fn preparer(&self) -> Result<&Preparer> {
-        self.preparer.as_ref().ok_or_else(|| Error::InvalidArgument("log was opened read-only".into()))
+        self.preparer
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("log was opened read-only".into()))
     }
 }
 
@@ -525,15 +568,30 @@ pub(crate) fn entry_for(h: SegmentHeader, path: &Path, file: &Arc<dyn StorageFil
 /// Initializes the next prepared segment with `template`'s log id, first LSN and chain
 /// value (a fresh id and salt). With `sync`, the header is durable on return; otherwise the
 /// caller writes it with the next group commit (returned as the active segment's first bytes).
-pub(crate) fn start_segment(preparer: &Preparer, template: SegmentHeader, sync: bool) -> Result<(TableEntry, Active)> {
+pub(crate) fn start_segment(
+    preparer: &Preparer,
+    template: SegmentHeader,
+    sync: bool,
+) -> Result<(TableEntry, Active)> {
     let Prepared { id, path, file } = preparer.take()?;
-    let header = SegmentHeader { segment_id: id, salt: rand::random(), ..template };
+    let header = SegmentHeader {
+        segment_id: id,
+        salt: rand::random(),
+        ..template
+    };
     if sync {
-        file.write_all_at(&header.encode_page(), 0).map_err(|e| Error::io("write", &path, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        file.write_all_at(&header.encode_page(), 0)
+            .map_err(|e| Error::io("write", &path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &path, e))?;
     }
     let entry = entry_for(header, &path, &file);
-    let active = Active { id, path, file, seed: header.frame_seed(), offset: DATA_OFFSET };
+    let active = Active {
+        path,
+        file,
+        seed: header.frame_seed(),
+        offset: DATA_OFFSET,
+    };
     Ok((entry, active))
 }
 
@@ -542,13 +600,21 @@ fn spares(scan: &LogScan, segment_bytes: u64) -> Vec<Prepared> {
     scan.spares
         .iter()
         .filter(|f| f.len == segment_bytes)
-        .map(|f| Prepared { id: f.id, path: f.path.clone(), file: f.file.clone() })
+        .map(|f| Prepared {
+            id: f.id,
+            path: f.path.clone(),
+            file: f.file.clone(),
+        })
         .collect()
 }
 
 /// Blank spares of another size (segment size changed): released, then recycled.
 fn odd_spares(scan: &LogScan, segment_bytes: u64) -> Vec<(u64, PathBuf)> {
-    scan.spares.iter().filter(|f| f.len != segment_bytes).map(|f| (f.id, f.path.clone())).collect()
+    scan.spares
+        .iter()
+        .filter(|f| f.len != segment_bytes)
+        .map(|f| (f.id, f.path.clone()))
+        .collect()
 }
 
 fn sync_parent(storage: &dyn Storage, dir: &Path) -> Result<()> {
@@ -556,5 +622,7 @@ fn sync_parent(storage: &dyn Storage, dir: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    storage.sync_dir(parent).map_err(|e| Error::io("fsync directory", parent, e))
+    storage
+        .sync_dir(parent)
+        .map_err(|e| Error::io("fsync directory", parent, e))
 }

@@ -85,8 +85,7 @@ pub fn decode_frame_header(b: &[u8]) -> Option<FrameHeader> {
     let len = u32::from_le_bytes(arr(b, LEN_AT));
     let lsn = u64::from_le_bytes(arr(b, LSN_AT));
     let kind = FrameKind::from_code(u16::from_le_bytes(arr(b, KIND_AT)))?;
-    if len > FRAME_PAYLOAD_BYTES_MAX || lsn == 0 || b[RESERVED_AT] != 0 || b[RESERVED_AT + 1] != 0
-    {
+    if len > FRAME_PAYLOAD_BYTES_MAX || lsn == 0 || b[RESERVED_AT] != 0 || b[RESERVED_AT + 1] != 0 {
         return None;
     }
     Some(FrameHeader {
@@ -115,7 +114,14 @@ pub fn encode_record_frame(
     record: &[u8],
 ) -> u32 {
     let start = out.len();
-    push_header(out, record.len() as u32, lsn, durable_lsn, prev_crc, FrameKind::Record);
+    push_header(
+        out,
+        record.len() as u32,
+        lsn,
+        durable_lsn,
+        prev_crc,
+        FrameKind::Record,
+    );
     out.extend_from_slice(record);
     finish(out, start, seed)
 }
@@ -132,7 +138,14 @@ pub fn encode_batch_frame<R: AsRef<[u8]>>(
 ) -> u32 {
     let start = out.len();
     let len = batch_payload_bytes(records);
-    push_header(out, len as u32, lsn, durable_lsn, prev_crc, FrameKind::Batch);
+    push_header(
+        out,
+        len as u32,
+        lsn,
+        durable_lsn,
+        prev_crc,
+        FrameKind::Batch,
+    );
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
         out.extend_from_slice(&(r.as_ref().len() as u32).to_le_bytes());
@@ -143,7 +156,10 @@ pub fn encode_batch_frame<R: AsRef<[u8]>>(
 
 /// Payload bytes a batch of `records` encodes to.
 pub fn batch_payload_bytes<R: AsRef<[u8]>>(records: &[R]) -> u64 {
-    4 + records.iter().map(|r| 4 + r.as_ref().len() as u64).sum::<u64>()
+    4 + records
+        .iter()
+        .map(|r| 4 + r.as_ref().len() as u64)
+        .sum::<u64>()
 }
 
 fn push_header(out: &mut Vec<u8>, len: u32, lsn: u64, durable: u64, prev: u32, kind: FrameKind) {
@@ -223,7 +239,11 @@ mod tests {
         assert!(out[37..].iter().all(|&b| b == 0));
         let h = decode_frame_header(&out).unwrap();
         assert_eq!(frame_crc(7, &out[..37]), h.crc);
-        assert_ne!(frame_crc(8, &out[..37]), h.crc, "another segment's seed fails");
+        assert_ne!(
+            frame_crc(8, &out[..37]),
+            h.crc,
+            "another segment's seed fails"
+        );
     }
 
     #[test]
@@ -234,13 +254,23 @@ mod tests {
         let h = decode_frame_header(&out).unwrap();
         assert_eq!(h.kind, FrameKind::Batch);
         let payload = &out[32..32 + h.len as usize];
-        assert_eq!(parse_frame_payload(h.kind, payload), Some(FramePayload::Batch(recs.to_vec())));
-        assert_eq!(parse_frame_payload(h.kind, &payload[..payload.len() - 1]), None);
+        assert_eq!(
+            parse_frame_payload(h.kind, payload),
+            Some(FramePayload::Batch(recs.to_vec()))
+        );
+        assert_eq!(
+            parse_frame_payload(h.kind, &payload[..payload.len() - 1]),
+            None
+        );
     }
 
     #[test]
     fn impossible_headers_are_not_frames() {
-        assert_eq!(decode_frame_header(&[0u8; 32]), None, "zeros: LSN 0, kind 0");
+        assert_eq!(
+            decode_frame_header(&[0u8; 32]),
+            None,
+            "zeros: LSN 0, kind 0"
+        );
         let mut out = Vec::new();
         encode_record_frame(&mut out, 1, 1, 0, 0, b"x");
         let mut big = out.clone();

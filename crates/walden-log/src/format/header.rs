@@ -152,7 +152,13 @@ mod tests {
     use super::*;
 
     fn sample() -> SegmentHeader {
-        SegmentHeader { log_id: 11, segment_id: 2, salt: 33, first_lsn: 44, prev_chain: 55 }
+        SegmentHeader {
+            log_id: 11,
+            segment_id: 2,
+            salt: 33,
+            first_lsn: 44,
+            prev_chain: 55,
+        }
     }
 
     #[test]
@@ -185,7 +191,13 @@ mod tests {
         page[..HEADER_BYTES].fill(0xff);
         assert_eq!(SegmentHeader::decode_page(&page), Ok(sample()));
         page[HEADER_COPY_OFFSET] ^= 1;
-        assert_eq!(SegmentHeader::decode_page(&page), Err(HeaderProblem::Invalid));
-        assert_eq!(SegmentHeader::decode_page(&[0u8; 4096]), Err(HeaderProblem::Blank));
+        assert_eq!(
+            SegmentHeader::decode_page(&page),
+            Err(HeaderProblem::Invalid)
+        );
+        assert_eq!(
+            SegmentHeader::decode_page(&[0u8; 4096]),
+            Err(HeaderProblem::Blank)
+        );
     }
 }

@@ -18,8 +18,8 @@ mod frame;
 pub(crate) mod header;
 
 pub use frame::{
-    batch_payload_bytes, decode_frame_header, encode_batch_frame, encode_record_frame, frame_bytes, frame_crc,
-    parse_frame_payload, FrameHeader, FrameKind, FramePayload, FRAME_HEADER_BYTES,
+    batch_payload_bytes, decode_frame_header, encode_batch_frame, encode_record_frame, frame_bytes,
+    frame_crc, parse_frame_payload, FrameHeader, FrameKind, FramePayload, FRAME_HEADER_BYTES,
 };
 pub use header::{SegmentHeader, HEADER_BYTES, HEADER_COPY_OFFSET, MAGIC};
 
@@ -93,7 +93,7 @@ fn parse_hex_name(name: &str, suffix: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
-const _: () = assert!(DATA_OFFSET % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(DATA_OFFSET.is_multiple_of(FRAME_ALIGN_BYTES));
 const _: () = assert!(HEADER_COPY_OFFSET as u64 + HEADER_BYTES as u64 <= DATA_OFFSET);
 const _: () = assert!(SEGMENT_BYTES_MIN > DATA_OFFSET);
 const _: () = assert!((FRAME_PAYLOAD_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);
@@ -104,7 +104,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_sort_by_id() {
-        assert_eq!(parse_segment_file_name(&segment_file_name(0xabc)), Some(0xabc));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(0xabc)),
+            Some(0xabc)
+        );
         assert_eq!(parse_free_file_name(&free_file_name(7)), Some(7));
         assert_eq!(parse_segment_file_name("0000000000000abc.free"), None);
         assert_eq!(parse_segment_file_name("abc.wal"), None);

@@ -47,6 +47,11 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// The file's current length in bytes (including unsynced writes).
     fn len(&self) -> io::Result<u64>;
 
+    /// True when the file has no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
     /// Sets the file's length, cutting or extending with zeros. Durable after `sync_data`.
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
 }
