@@ -1,0 +1,654 @@
+//! The store: opening (recovery), the commit pipeline, single-key operations, checkpoints.
+//!
+//! # Commit pipeline
+//! Under the commit mutex (short, no system call): check preconditions and conflicts against
+//! the latest state, append the transaction's batch to the log *buffered* (this fixes its
+//! place in commit order), apply it to the latest state, and queue that state for
+//! publication. Outside the mutex: wait until the commit LSN is durable (concurrent commits
+//! share one `fdatasync` through the log's group commit), then publish every queued state
+//! whose commit LSN is durable. Readers and new transactions only ever see published states,
+//! so no one observes a commit that a crash could still take back.
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
+use crate::error::{lossy, Error, Result};
+use crate::limits::Limits;
+use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
+use crate::state::{MapKey, State, Version};
+use crate::txn::{Precondition, Scan, Transaction, Versioned};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use walden_log::storage::{StdStorage, Storage};
+use walden_log::{Durability, Lsn, Wal};
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// The store's directory: the log lives in `DIR/log`, checkpoints in `DIR/checkpoints`.
+    pub dir: PathBuf,
+    /// Options for the log (its `dir` is set from `dir`).
+    pub log: walden_log::Options,
+    /// Size limits.
+    pub limits: Limits,
+    /// Commit durability (default `Sync`: durable before `commit` returns). With `Buffered`,
+    /// a commit is visible at once and reaches disk with the next sync: a crash may lose it.
+    pub durability: Durability,
+    /// Take a checkpoint once this many log bytes were appended since the last (default
+    /// 64 MiB; 0: never by size).
+    pub checkpoint_every_bytes: u64,
+    /// Take a checkpoint at least this often while anything changes (default 5 minutes).
+    pub checkpoint_every: Option<Duration>,
+    /// Keep at least this many LSNs of log before the oldest kept checkpoint's redo start,
+    /// for change feeds, replicas and point-in-time restore (default 0).
+    pub log_retention_lsns: u64,
+    /// A transaction logs its writes early once this many bytes are pending (default 1 MiB).
+    pub spill_bytes: usize,
+}
+
+impl StoreOptions {
+    /// Defaults for a store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        StoreOptions {
+            log: walden_log::Options::new(dir.join("log")),
+            dir,
+            limits: Limits::default(),
+            durability: Durability::Sync,
+            checkpoint_every_bytes: 64 << 20,
+            checkpoint_every: Some(Duration::from_secs(300)),
+            log_retention_lsns: 0,
+            spill_bytes: 1 << 20,
+        }
+    }
+
+    /// Sets the log options (their directory is replaced by `DIR/log`).
+    pub fn log(mut self, log: walden_log::Options) -> Self {
+        self.log = log;
+        self
+    }
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Sets commit durability.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    /// Sets automatic checkpointing: by log bytes (0: off) and by time (None: off).
+    pub fn checkpoints(mut self, every_bytes: u64, every: Option<Duration>) -> Self {
+        self.checkpoint_every_bytes = every_bytes;
+        self.checkpoint_every = every;
+        self
+    }
+    /// Sets log retention in LSNs.
+    pub fn log_retention_lsns(mut self, lsns: u64) -> Self {
+        self.log_retention_lsns = lsns;
+        self
+    }
+    /// Sets the spill threshold.
+    pub fn spill_bytes(mut self, bytes: usize) -> Self {
+        self.spill_bytes = bytes.max(1);
+        self
+    }
+}
+
+/// What a commit produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// LSN of the commit record: the transaction's place in commit order.
+    pub lsn: Lsn,
+    /// The new version of every key written, in write order (last write per key).
+    pub versions: Vec<(Bytes, Bytes, u64)>,
+}
+
+/// A checkpoint that was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// Every commit at or below this LSN is in it.
+    pub lsn: Lsn,
+    /// Where recovery from it starts reading the log.
+    pub redo_start_lsn: Lsn,
+    /// Keys it holds.
+    pub keys: u64,
+    /// The log's first LSN after releasing what the checkpoint covers.
+    pub log_first_lsn: Lsn,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A snapshot of the store's positions and sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStatus {
+    /// Highest LSN appended to the log.
+    pub appended_lsn: Lsn,
+    /// Highest durable LSN.
+    pub durable_lsn: Lsn,
+    /// Commit LSN of the newest visible state.
+    pub visible_lsn: Lsn,
+    /// LSN of the newest checkpoint (0: none yet).
+    pub checkpoint_lsn: Lsn,
+    /// First LSN still in the log.
+    pub log_first_lsn: Lsn,
+    /// Live segments in the log.
+    pub log_segments: usize,
+    /// Keys (including tombstones) in the visible state.
+    pub keys: u64,
+    /// The last automatic checkpoint failure, if any.
+    pub last_checkpoint_error: Option<String>,
+}
+
+pub(crate) struct CommitRequest {
+    pub txn_id: u64,
+    pub writes: Vec<Write>,
+    pub unspilled_from: usize,
+    pub snapshot_versions: Vec<(MapKey, u64)>,
+    pub preconditions: Vec<(MapKey, Precondition)>,
+    pub first_spill_lsn: u64,
+}
+
+/// Guarded by the commit mutex.
+struct CommitState {
+    latest: State,
+    /// States waiting for their commit LSN to become durable, oldest first.
+    unpublished: VecDeque<State>,
+    /// Transactions with spilled writes: first spill LSN, and commit LSN once committed.
+    spills: BTreeMap<u64, (u64, Option<u64>)>,
+}
+
+pub(crate) struct StoreInner {
+    options: StoreOptions,
+    storage: Arc<dyn Storage>,
+    checkpoint_dir: PathBuf,
+    wal: Wal,
+    commit: Mutex<CommitState>,
+    visible: RwLock<State>,
+    next_txn_id: AtomicU64,
+    checkpointing: Mutex<VecDeque<CheckpointMeta>>,
+    last_checkpoint: Mutex<(Instant, u64)>,
+    last_checkpoint_error: Mutex<Option<String>>,
+    closed: AtomicBool,
+    report: StoreRecoveryReport,
+}
+
+/// A transactional key-value store whose every change is logged before it is applied.
+/// `Send + Sync`; share it with an `Arc`.
+pub struct Store {
+    pub(crate) inner: Arc<StoreInner>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.options.dir)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Store {
+    /// Opens (or creates) the store on the real file system.
+    pub fn open(options: StoreOptions) -> Result<Store> {
+        Self::open_with(options, Arc::new(StdStorage::new()), &mut |_| {})
+    }
+
+    /// Opens the store through `storage`, reporting recovery progress.
+    pub fn open_with(
+        mut options: StoreOptions,
+        storage: Arc<dyn Storage>,
+        progress: &mut dyn FnMut(StoreRecoveryProgress),
+    ) -> Result<Store> {
+        options.log.dir = options.dir.join("log");
+        options.limits.history_versions = options.limits.history_versions.max(1);
+        let checkpoint_dir = options.dir.join("checkpoints");
+        storage.create_dir_all(&checkpoint_dir).map_err(|e| {
+            Error::Log(walden_log::Error::Io {
+                op: "create directory",
+                path: checkpoint_dir.clone(),
+                source: e,
+            })
+        })?;
+        let wal = Wal::open_with(options.log.clone(), storage.clone(), &mut |p| {
+            progress(StoreRecoveryProgress {
+                phase: "log",
+                records_done: p.bytes_scanned,
+                records_total: p.bytes_total,
+            })
+        })?;
+        let recovered = recover(
+            &wal,
+            &*storage,
+            &checkpoint_dir,
+            options.limits.history_versions,
+            progress,
+        )?;
+        let bytes_now = wal.stats().bytes_appended;
+        let inner = Arc::new(StoreInner {
+            checkpoint_dir,
+            storage,
+            commit: Mutex::new(CommitState {
+                latest: recovered.state.clone(),
+                unpublished: VecDeque::new(),
+                spills: BTreeMap::new(),
+            }),
+            visible: RwLock::new(recovered.state),
+            next_txn_id: AtomicU64::new(recovered.next_txn_id),
+            checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
+            last_checkpoint: Mutex::new((Instant::now(), bytes_now)),
+            last_checkpoint_error: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            report: recovered.report,
+            wal,
+            options,
+        });
+        let ticker = spawn_ticker(&inner)?;
+        Ok(Store { inner, ticker })
+    }
+
+    /// What recovery did when the store opened.
+    pub fn recovery_report(&self) -> &StoreRecoveryReport {
+        &self.inner.report
+    }
+
+    /// The log underneath (for statistics and change streams).
+    pub fn wal(&self) -> &Wal {
+        &self.inner.wal
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.inner.options.limits
+    }
+
+    pub(crate) fn spill_bytes(&self) -> usize {
+        self.inner.options.spill_bytes
+    }
+
+    pub(crate) fn check_key(&self, ns: &[u8], key: &[u8]) -> Result<()> {
+        let l = self.limits();
+        if ns.is_empty() {
+            return Err(Error::InvalidArgument("namespace must not be empty".into()));
+        }
+        if ns.len() > l.namespace_bytes_max {
+            return Err(Error::TooLarge {
+                what: "namespace",
+                bytes: ns.len() as u64,
+                limit: l.namespace_bytes_max as u64,
+            });
+        }
+        if key.len() > l.key_bytes_max {
+            return Err(Error::TooLarge {
+                what: "key",
+                bytes: key.len() as u64,
+                limit: l.key_bytes_max as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Log(walden_log::Error::Closed));
+        }
+        Ok(())
+    }
+
+    fn visible(&self) -> State {
+        self.inner
+            .visible
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Starts a transaction on a snapshot of the latest visible state.
+    pub fn begin(&self) -> Transaction<'_> {
+        let id = self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed);
+        Transaction::new(self, id, self.visible())
+    }
+
+    /// The current value of a key.
+    pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Versioned> {
+        let state = self.visible();
+        Versioned::from_version(state.get(ns, key)?.current()?)
+    }
+
+    /// The current version of a key, including tombstones (0: never written).
+    pub fn version(&self, ns: &[u8], key: &[u8]) -> u64 {
+        self.visible().version_of(ns, key)
+    }
+
+    /// The key's last versions, oldest first, tombstones included (`value: None`).
+    pub fn history(&self, ns: &[u8], key: &[u8]) -> Vec<Version> {
+        self.visible()
+            .get(ns, key)
+            .map(|e| e.versions.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Live keys of `ns` that `scan` selects, in key order (or reversed).
+    pub fn scan(&self, ns: &[u8], scan: &Scan) -> Vec<(Bytes, Versioned)> {
+        self.begin().scan(ns, scan)
+    }
+
+    /// Sets a key in its own transaction.
+    pub fn put(&self, ns: &[u8], key: &[u8], value: &[u8]) -> Result<CommitInfo> {
+        let mut tx = self.begin();
+        tx.put(ns, key, value)?;
+        tx.commit()
+    }
+
+    /// Sets a key if `pre` holds at commit.
+    pub fn put_if(
+        &self,
+        ns: &[u8],
+        key: &[u8],
+        value: &[u8],
+        pre: Precondition,
+    ) -> Result<CommitInfo> {
+        let mut tx = self.begin();
+        tx.require(ns, key, pre)?;
+        tx.put(ns, key, value)?;
+        tx.commit()
+    }
+
+    /// Deletes a key (a tombstone) in its own transaction.
+    pub fn delete(&self, ns: &[u8], key: &[u8]) -> Result<CommitInfo> {
+        let mut tx = self.begin();
+        tx.delete(ns, key)?;
+        tx.commit()
+    }
+
+    pub(crate) fn spill(&self, txn_id: u64, writes: &[Write]) -> Result<u64> {
+        self.check_open()?;
+        let record = encode_writes(txn_id, writes.iter());
+        let mut c = lock(&self.inner.commit);
+        let lsn = self
+            .inner
+            .wal
+            .append_with(&record, Durability::Buffered)?
+            .get();
+        c.spills.entry(txn_id).or_insert((lsn, None));
+        Ok(lsn)
+    }
+
+    pub(crate) fn abort(&self, txn_id: u64, first_spill_lsn: u64) {
+        if first_spill_lsn == 0 {
+            return;
+        }
+        let mut c = lock(&self.inner.commit);
+        // Best effort: recovery discards an unfinished transaction anyway.
+        let _ = self
+            .inner
+            .wal
+            .append_with(&encode_abort(txn_id), Durability::Buffered);
+        c.spills.remove(&txn_id);
+    }
+
+    pub(crate) fn commit(&self, req: CommitRequest) -> Result<CommitInfo> {
+        self.check_open()?;
+        let history = self.inner.options.limits.history_versions;
+        let commit_lsn;
+        let mut versions = Vec::new();
+        {
+            let mut c = lock(&self.inner.commit);
+            check_preconditions(&c.latest, &req.preconditions)?;
+            for ((ns, key), seen) in &req.snapshot_versions {
+                if c.latest.version_of(ns, key) != *seen {
+                    return Err(Error::Conflict {
+                        ns: lossy(ns),
+                        key: lossy(key),
+                    });
+                }
+            }
+            let time = now_ms();
+            let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
+            let mut batch = Vec::with_capacity(2);
+            if !tail.is_empty() {
+                batch.push(encode_writes(req.txn_id, tail.iter()));
+            }
+            batch.push(encode_commit(req.txn_id, time, req.first_spill_lsn));
+            let first = self.inner.wal.append_batch(&batch, Durability::Buffered)?;
+            commit_lsn = first.get() + batch.len() as u64 - 1;
+            for w in &req.writes {
+                let v = c.latest.apply(w, commit_lsn, time, history);
+                versions.push((w.ns.clone(), w.key.clone(), v));
+            }
+            c.latest.lsn = commit_lsn;
+            let snapshot = c.latest.clone();
+            c.unpublished.push_back(snapshot);
+            if let Some(s) = c.spills.get_mut(&req.txn_id) {
+                s.1 = Some(commit_lsn);
+            }
+        }
+        let bound = if self.inner.options.durability == Durability::Sync {
+            self.inner.wal.wait_durable(Lsn(commit_lsn))?;
+            self.inner.wal.durable_lsn().get()
+        } else {
+            commit_lsn
+        };
+        self.publish(bound.max(self.inner.wal.durable_lsn().get()));
+        dedup_versions(&mut versions);
+        Ok(CommitInfo {
+            lsn: Lsn(commit_lsn),
+            versions,
+        })
+    }
+
+    /// Publishes the newest queued state whose commit LSN is at most `bound`.
+    fn publish(&self, bound: u64) {
+        let mut c = lock(&self.inner.commit);
+        let mut newest = None;
+        while c.unpublished.front().is_some_and(|s| s.lsn <= bound) {
+            newest = c.unpublished.pop_front();
+        }
+        if let Some(s) = newest {
+            let lsn = s.lsn;
+            *self
+                .inner
+                .visible
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = s;
+            c.spills
+                .retain(|_, (_, commit)| commit.is_none_or(|l| l > lsn));
+        }
+    }
+
+    /// Takes a checkpoint of the visible state now, while writers go on; then releases the
+    /// log before the oldest kept checkpoint's redo start (less the retention setting).
+    pub fn checkpoint(&self) -> Result<CheckpointInfo> {
+        self.inner.checkpoint()
+    }
+
+    /// Positions and sizes.
+    pub fn status(&self) -> StoreStatus {
+        let visible = self.visible();
+        let wal = &self.inner.wal;
+        StoreStatus {
+            appended_lsn: Lsn(wal.next_lsn().get() - 1),
+            durable_lsn: wal.durable_lsn(),
+            visible_lsn: Lsn(visible.lsn),
+            checkpoint_lsn: Lsn(lock(&self.inner.checkpointing)
+                .front()
+                .map_or(0, |m| m.checkpoint_lsn)),
+            log_first_lsn: wal.first_lsn(),
+            log_segments: wal.segments().len(),
+            keys: visible.map.len() as u64,
+            last_checkpoint_error: lock(&self.inner.last_checkpoint_error).clone(),
+        }
+    }
+
+    /// Syncs the log and stops the automatic checkpoints.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_ticker();
+        self.inner.wal.sync()?;
+        Ok(())
+    }
+
+    fn stop_ticker(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Some(t) = self.ticker.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_ticker();
+    }
+}
+
+impl StoreInner {
+    pub(crate) fn wal_ref(&self) -> &Wal {
+        &self.wal
+    }
+
+    fn checkpoint(&self) -> Result<CheckpointInfo> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Log(walden_log::Error::Closed));
+        }
+        let mut kept = lock(&self.checkpointing);
+        let bytes_now = self.wal.stats().bytes_appended;
+        let (state, meta) = {
+            let c = lock(&self.commit);
+            let state = self
+                .visible
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let needed = c
+                .spills
+                .values()
+                .filter(|(_, commit)| commit.is_none_or(|l| l > state.lsn));
+            let redo_start = needed
+                .map(|(first, _)| *first)
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(state.lsn + 1);
+            let meta = CheckpointMeta {
+                checkpoint_lsn: state.lsn,
+                redo_start_lsn: redo_start,
+                next_txn_id: self.next_txn_id.load(Ordering::Relaxed),
+            };
+            (state, meta)
+        };
+        let path = checkpoint::write(&*self.storage, &self.checkpoint_dir, &state, meta)?;
+        kept.retain(|m| m.checkpoint_lsn != meta.checkpoint_lsn);
+        kept.push_front(meta);
+        while kept.len() > 2 {
+            if let Some(old) = kept.pop_back() {
+                let old_path = self
+                    .checkpoint_dir
+                    .join(checkpoint::file_name(old.checkpoint_lsn));
+                let _ = self.storage.remove(&old_path);
+            }
+        }
+        let _ = self.storage.sync_dir(&self.checkpoint_dir);
+        let oldest_redo = kept.iter().map(|m| m.redo_start_lsn).min().unwrap_or(1);
+        let release_before = oldest_redo.saturating_sub(self.options.log_retention_lsns);
+        self.wal.truncate_before(Lsn(release_before))?;
+        *lock(&self.last_checkpoint) = (Instant::now(), bytes_now);
+        Ok(CheckpointInfo {
+            lsn: Lsn(meta.checkpoint_lsn),
+            redo_start_lsn: Lsn(meta.redo_start_lsn),
+            keys: state.map.len() as u64,
+            log_first_lsn: self.wal.first_lsn(),
+            path,
+        })
+    }
+}
+
+fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result<()> {
+    for ((ns, key), pre) in pres {
+        let current = state.get(ns, key).and_then(|e| e.current());
+        let version = current.map_or(0, |v| v.version);
+        let ok = match pre {
+            Precondition::Absent => current.is_none_or(|v| v.value.is_none()),
+            Precondition::Version(n) => version == *n,
+        };
+        if !ok {
+            let expected = match pre {
+                Precondition::Absent => "key absent".to_string(),
+                Precondition::Version(n) => format!("version {n}"),
+            };
+            return Err(Error::PreconditionFailed {
+                ns: lossy(ns),
+                key: lossy(key),
+                expected,
+                current: version,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the last version reported per key, in first-write order.
+fn dedup_versions(versions: &mut Vec<(Bytes, Bytes, u64)>) {
+    let mut last: std::collections::HashMap<(Bytes, Bytes), u64> = std::collections::HashMap::new();
+    for (ns, key, v) in versions.iter() {
+        last.insert((ns.clone(), key.clone()), *v);
+    }
+    let mut seen = std::collections::HashSet::new();
+    versions.retain(|(ns, key, _)| seen.insert((ns.clone(), key.clone())));
+    for (ns, key, v) in versions.iter_mut() {
+        if let Some(l) = last.get(&(ns.clone(), key.clone())) {
+            *v = *l;
+        }
+    }
+}
+
+/// Automatic checkpoints by log bytes and by time, on a thread that parks between checks.
+fn spawn_ticker(inner: &Arc<StoreInner>) -> Result<Option<JoinHandle<()>>> {
+    let o = &inner.options;
+    if o.checkpoint_every_bytes == 0 && o.checkpoint_every.is_none() {
+        return Ok(None);
+    }
+    let weak = Arc::downgrade(inner);
+    let handle = std::thread::Builder::new()
+        .name("walden-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(Duration::from_millis(100));
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+            if due(&inner) {
+                let outcome = inner.checkpoint();
+                *lock(&inner.last_checkpoint_error) = outcome.err().map(|e| e.to_string());
+            }
+        })
+        .map_err(|e| {
+            Error::Log(walden_log::Error::Io {
+                op: "spawn checkpoint thread",
+                path: PathBuf::new(),
+                source: e,
+            })
+        })?;
+    Ok(Some(handle))
+}
+
+fn due(inner: &StoreInner) -> bool {
+    let (at, bytes_then) = *lock(&inner.last_checkpoint);
+    let bytes = inner.wal.stats().bytes_appended.saturating_sub(bytes_then);
+    let o = &inner.options;
+    (o.checkpoint_every_bytes > 0 && bytes >= o.checkpoint_every_bytes)
+        || (bytes > 0 && o.checkpoint_every.is_some_and(|d| at.elapsed() >= d))
+}

@@ -1,0 +1,306 @@
+//! Transactions: snapshot reads, buffered writes (read-your-writes), preconditions, and
+//! commit with first-committer-wins conflict detection (snapshot isolation).
+
+use crate::codec::{Bytes, Write};
+use crate::error::{Error, Result};
+use crate::state::{MapKey, State, Version};
+use crate::store::{CommitInfo, Store};
+use std::collections::{BTreeMap, HashMap};
+
+/// A condition a key must meet at commit, checked against the latest committed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// The key has no live value (never written, or deleted).
+    Absent,
+    /// The key's current version is exactly this (0: never written). A deleted key keeps
+    /// counting versions, so a write based on a version read before a delete fails.
+    Version(u64),
+}
+
+/// A value with its version metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The value.
+    pub value: Bytes,
+    /// Its version.
+    pub version: u64,
+    /// LSN of the commit that wrote it (0 for a write of this transaction, not yet committed).
+    pub lsn: u64,
+    /// Commit time in milliseconds since the Unix epoch (0 for an uncommitted write).
+    pub commit_time_ms: u64,
+}
+
+impl Versioned {
+    pub(crate) fn from_version(v: &Version) -> Option<Self> {
+        Some(Versioned {
+            value: v.value.clone()?,
+            version: v.version,
+            lsn: v.lsn,
+            commit_time_ms: v.commit_time_ms,
+        })
+    }
+}
+
+/// Optional inclusive start and exclusive end of a key range.
+pub(crate) type KeyBounds = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Which keys of a namespace a scan returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Only keys starting with this.
+    pub prefix: Option<Vec<u8>>,
+    /// Only keys at or after this.
+    pub start: Option<Vec<u8>>,
+    /// Only keys before this.
+    pub end: Option<Vec<u8>>,
+    /// Highest key first.
+    pub reverse: bool,
+    /// At most this many (0: no limit).
+    pub limit: usize,
+}
+
+impl Scan {
+    /// The effective `[start, end)` bounds: the intersection of prefix and explicit bounds;
+    /// `None` when empty.
+    pub(crate) fn bounds(&self) -> Option<KeyBounds> {
+        let mut start = self.start.clone();
+        let mut end = self.end.clone();
+        if let Some(p) = &self.prefix {
+            if start.as_ref().is_none_or(|s| s < p) {
+                start = Some(p.clone());
+            }
+            if let Some(pe) = prefix_end(p) {
+                if end.as_ref().is_none_or(|e| *e > pe) {
+                    end = Some(pe);
+                }
+            }
+        }
+        match (&start, &end) {
+            (Some(s), Some(e)) if s >= e => None,
+            _ => Some((start, end)),
+        }
+    }
+}
+
+/// The smallest key greater than every key with `prefix` (None when there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// A transaction. Reads see the snapshot taken at `begin` plus this transaction's own
+/// writes. Nothing is visible to others until `commit` returns. Dropping it aborts.
+#[derive(Debug)]
+pub struct Transaction<'s> {
+    store: &'s Store,
+    txn_id: u64,
+    snapshot: State,
+    writes: Vec<Write>,
+    latest: HashMap<MapKey, usize>,
+    preconditions: Vec<(MapKey, Precondition)>,
+    bytes: usize,
+    unspilled_from: usize,
+    unspilled_bytes: usize,
+    first_spill_lsn: u64,
+    finished: bool,
+}
+
+impl<'s> Transaction<'s> {
+    pub(crate) fn new(store: &'s Store, txn_id: u64, snapshot: State) -> Self {
+        Transaction {
+            store,
+            txn_id,
+            snapshot,
+            writes: Vec::new(),
+            latest: HashMap::new(),
+            preconditions: Vec::new(),
+            bytes: 0,
+            unspilled_from: 0,
+            unspilled_bytes: 0,
+            first_spill_lsn: 0,
+            finished: false,
+        }
+    }
+
+    /// The value of a key as this transaction sees it.
+    pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Versioned> {
+        let k: MapKey = (ns.into(), key.into());
+        if let Some(&i) = self.latest.get(&k) {
+            let w = self.writes.get(i)?;
+            return Some(Versioned {
+                value: w.value.clone()?,
+                version: 0,
+                lsn: 0,
+                commit_time_ms: 0,
+            });
+        }
+        let entry = self.snapshot.get(ns, key)?;
+        Versioned::from_version(entry.current()?)
+    }
+
+    /// Live keys of `ns` selected by `scan`, merged with this transaction's own writes.
+    pub fn scan(&self, ns: &[u8], scan: &Scan) -> Vec<(Bytes, Versioned)> {
+        let Some((start, end)) = scan.bounds() else {
+            return Vec::new();
+        };
+        let in_range = |k: &[u8]| {
+            start.as_deref().is_none_or(|s| k >= s) && end.as_deref().is_none_or(|e| k < e)
+        };
+        let own: BTreeMap<Bytes, Option<Versioned>> = self
+            .latest
+            .iter()
+            .filter(|((n, k), _)| &**n == ns && in_range(k))
+            .filter_map(|((_, k), &i)| {
+                let w = self.writes.get(i)?;
+                let v = w.value.clone().map(|value| Versioned {
+                    value,
+                    version: 0,
+                    lsn: 0,
+                    commit_time_ms: 0,
+                });
+                Some((k.clone(), v))
+            })
+            .collect();
+        if own.is_empty() {
+            let rows = self
+                .snapshot
+                .range(ns, start.as_deref(), end.as_deref(), scan.reverse);
+            return take(
+                rows.filter_map(|(k, v)| Some((k, Versioned::from_version(&v)?))),
+                scan.limit,
+            );
+        }
+        let mut merged: BTreeMap<Bytes, Versioned> = self
+            .snapshot
+            .range(ns, start.as_deref(), end.as_deref(), false)
+            .filter_map(|(k, v)| Some((k, Versioned::from_version(&v)?)))
+            .collect();
+        for (k, v) in own {
+            match v {
+                Some(v) => merged.insert(k, v),
+                None => merged.remove(&k),
+            };
+        }
+        if scan.reverse {
+            take(merged.into_iter().rev(), scan.limit)
+        } else {
+            take(merged.into_iter(), scan.limit)
+        }
+    }
+
+    /// Sets a key.
+    pub fn put(&mut self, ns: &[u8], key: &[u8], value: &[u8]) -> Result<()> {
+        self.write(ns, key, Some(value))
+    }
+
+    /// Deletes a key (leaves a tombstone that keeps its version count).
+    pub fn delete(&mut self, ns: &[u8], key: &[u8]) -> Result<()> {
+        self.write(ns, key, None)
+    }
+
+    /// Requires `pre` to hold for the key at commit, or the commit fails with
+    /// [`Error::PreconditionFailed`] and nothing is written.
+    pub fn require(&mut self, ns: &[u8], key: &[u8], pre: Precondition) -> Result<()> {
+        self.store.check_key(ns, key)?;
+        self.preconditions.push(((ns.into(), key.into()), pre));
+        Ok(())
+    }
+
+    fn write(&mut self, ns: &[u8], key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.store.check_key(ns, key)?;
+        let limits = self.store.limits();
+        if let Some(v) = value {
+            if v.len() > limits.value_bytes_max {
+                return Err(Error::TooLarge {
+                    what: "value",
+                    bytes: v.len() as u64,
+                    limit: limits.value_bytes_max as u64,
+                });
+            }
+        }
+        let w = Write {
+            ns: ns.into(),
+            key: key.into(),
+            value: value.map(Into::into),
+        };
+        let size = w.encoded_len();
+        if self.bytes + size > limits.txn_bytes_max {
+            return Err(Error::TooLarge {
+                what: "transaction",
+                bytes: (self.bytes + size) as u64,
+                limit: limits.txn_bytes_max as u64,
+            });
+        }
+        self.bytes += size;
+        self.unspilled_bytes += size;
+        self.latest
+            .insert((w.ns.clone(), w.key.clone()), self.writes.len());
+        self.writes.push(w);
+        if self.unspilled_bytes >= self.store.spill_bytes() {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Logs the writes made since the last spill as a `Writes` record, so a large
+    /// transaction reaches the log in pieces (interleaved with others) before it commits.
+    fn spill(&mut self) -> Result<()> {
+        let pending = self.writes.get(self.unspilled_from..).unwrap_or_default();
+        let lsn = self.store.spill(self.txn_id, pending)?;
+        if self.first_spill_lsn == 0 {
+            self.first_spill_lsn = lsn;
+        }
+        self.unspilled_from = self.writes.len();
+        self.unspilled_bytes = 0;
+        Ok(())
+    }
+
+    /// Commits: checks preconditions and write conflicts against the latest state, logs the
+    /// remaining writes and the commit as one atomic batch, applies them, and returns once
+    /// the commit is durable (at the store's durability) and visible.
+    pub fn commit(mut self) -> Result<CommitInfo> {
+        self.finished = true;
+        let snapshot_versions: Vec<(MapKey, u64)> = self
+            .latest
+            .keys()
+            .map(|k| (k.clone(), self.snapshot.version_of(&k.0, &k.1)))
+            .collect();
+        let request = crate::store::CommitRequest {
+            txn_id: self.txn_id,
+            writes: std::mem::take(&mut self.writes),
+            unspilled_from: self.unspilled_from,
+            snapshot_versions,
+            preconditions: std::mem::take(&mut self.preconditions),
+            first_spill_lsn: self.first_spill_lsn,
+        };
+        self.store.commit(request)
+    }
+
+    /// Aborts: nothing this transaction wrote becomes visible.
+    pub fn abort(mut self) {
+        self.finished = true;
+        self.store.abort(self.txn_id, self.first_spill_lsn);
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.store.abort(self.txn_id, self.first_spill_lsn);
+        }
+    }
+}
+
+fn take<T>(iter: impl Iterator<Item = T>, limit: usize) -> Vec<T> {
+    if limit == 0 {
+        iter.collect()
+    } else {
+        iter.take(limit).collect()
+    }
+}
