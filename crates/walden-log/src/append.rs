@@ -88,6 +88,15 @@ impl Inner {
         let total = frame_bytes(payload);
         let mut a = lock(&self.append);
         self.check_open()?;
+        // LSNs never wrap. Only a damaged or hand-made header (valid checksum, `first_lsn`
+        // near u64::MAX) can make recovery start this close to the end; refuse the append
+        // instead of overflowing `next_lsn` (found by fuzz/segment_file).
+        if a.next_lsn.checked_add(count).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "LSN space exhausted: {count} record(s) at LSN {} would pass u64::MAX",
+                a.next_lsn
+            )));
+        }
         if a.active.offset + total > self.options.segment_bytes {
             self.rotate(&mut a)?;
         }

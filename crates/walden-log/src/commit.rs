@@ -10,6 +10,7 @@
 
 use crate::append::recycle_bufs;
 use crate::error::{Error, Result};
+use crate::format::FRAME_HEADER_BYTES;
 use crate::wal::{lock, Inner};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,12 +69,20 @@ impl Inner {
         unsynced: &mut Vec<(std::path::PathBuf, Arc<dyn crate::storage::StorageFile>)>,
         records: &mut u64,
     ) -> Result<u64> {
-        let (chunks, written) = {
+        let (mut chunks, written) = {
             let mut a = lock(&self.append);
             a.pending_bytes = 0;
             (std::mem::take(&mut a.pending), a.next_lsn - 1)
         };
-        for c in &chunks {
+        for c in &mut chunks {
+            // End marker: zeros where the next frame header goes, written with the frames
+            // (the next write overwrites them). Recovery ends a segment cleanly only at zeros;
+            // in a recycled file the bytes there are stale frames of its earlier use, so
+            // without the marker a cleanly closed log read as a torn tail there.
+            let end = c.offset + c.buf.len() as u64;
+            let marker_bytes = (self.options.segment_bytes.saturating_sub(end))
+                .min(FRAME_HEADER_BYTES as u64) as usize;
+            c.buf.resize(c.buf.len() + marker_bytes, 0);
             c.file
                 .write_all_at(&c.buf, c.offset)
                 .map_err(|e| Error::io("write", &c.path, e))?;

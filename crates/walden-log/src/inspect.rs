@@ -245,7 +245,7 @@ impl RecordDump {
                 }
             };
             let at = cursor.offset();
-            let at_lsn = self.last_lsn + 1;
+            let at_lsn = self.last_lsn.saturating_add(1);
             let (id, path) = (entry.id, entry.path.clone());
             match cursor.next_frame() {
                 Step::Frame(f) if f.header.lsn < seg_end => {
@@ -264,7 +264,11 @@ impl RecordDump {
                     };
                     let n = records.len() as u32;
                     for (i, data) in records.into_iter().enumerate() {
-                        let lsn = f.header.lsn + i as u64;
+                        // A frame recovery never accepted may claim LSNs past u64::MAX; LSNs
+                        // never wrap (found by fuzz/segment_file).
+                        let Some(lsn) = f.header.lsn.checked_add(i as u64) else {
+                            break;
+                        };
                         self.last_lsn = self.last_lsn.max(lsn);
                         if lsn >= self.from && lsn < seg_end {
                             self.pending.push_back(RecordView {
@@ -283,7 +287,10 @@ impl RecordDump {
                         }
                     }
                 }
-                Step::Stop(crate::cursor::Stop::Damaged(_)) if self.has_holes => {
+                // Zeros can be a hole too (a lost write, see `recovery::walk_segment`).
+                Step::Stop(crate::cursor::Stop::Damaged(_) | crate::cursor::Stop::Zeros)
+                    if self.has_holes =>
+                {
                     cursor.seek_to(at);
                     if !cursor.skip_damage(self.from.max(at_lsn)) {
                         self.index += 1;

@@ -34,8 +34,14 @@ pub(crate) struct Prepared {
 struct State {
     ready: VecDeque<Prepared>,
     free: Vec<(u64, PathBuf)>,
-    next_id: u64,
-    error: Option<String>,
+    /// The id the next new segment gets; `None` once `u64::MAX` was handed out (or a file
+    /// name already uses it): ids never wrap, since a wrapped id would sort before every
+    /// live segment and be reused.
+    next_id: Option<u64>,
+    /// The background preparation's failure, handed whole to the next `take`: kept as the
+    /// typed error (a string lost `Error::NoSpace`, so ENOSPC reached the append as a plain
+    /// I/O error; tests/matrix_enospc.rs).
+    error: Option<Error>,
     wanted: bool,
     shutdown: bool,
 }
@@ -85,7 +91,10 @@ impl Preparer {
             state: Mutex::new(State {
                 ready: config.ready.into(),
                 free: config.free,
-                next_id: config.max_id + 1,
+                // A file named with the highest id (say, ffffffffffffffff.wal copied in by
+                // hand) leaves no id for a new segment: `take` then fails instead of the
+                // addition overflowing (found by fuzz/segment_file).
+                next_id: config.max_id.checked_add(1),
                 error: None,
                 wanted: true,
                 shutdown: false,
@@ -116,11 +125,7 @@ impl Preparer {
                 return Ok(p);
             }
             if let Some(e) = st.error.take() {
-                return Err(Error::io(
-                    "prepare segment",
-                    &self.shared.dir,
-                    std::io::Error::other(e),
-                ));
+                return Err(e);
             }
             if self.thread.is_none() {
                 drop(st);
@@ -191,7 +196,7 @@ impl Shared {
                 st = self.lock();
                 match outcome {
                     Ok(p) => st.ready.push_back(p),
-                    Err(e) => st.error = Some(e.to_string()),
+                    Err(e) => st.error = Some(e),
                 }
                 st.wanted = false;
                 self.cv.notify_all();
@@ -205,8 +210,14 @@ impl Shared {
     fn prepare_one(&self) -> Result<Prepared> {
         let (id, recycle) = {
             let mut st = self.lock();
-            let id = st.next_id;
-            st.next_id += 1;
+            let Some(id) = st.next_id else {
+                return Err(Error::io(
+                    "prepare segment",
+                    &self.dir,
+                    std::io::Error::other("segment ids exhausted: id 0xffffffffffffffff is in use"),
+                ));
+            };
+            st.next_id = id.checked_add(1);
             (id, st.free.pop())
         };
         let path = join(&self.dir, &segment_file_name(id));

@@ -69,7 +69,10 @@ impl LogReader {
     /// The next durable record, or `None` at the durable end.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         if let Some(r) = self.batch.pop_front() {
-            self.next = r.lsn.0 + 1;
+            // Saturating here and below: a frame recovery never accepted (say, one skipped
+            // in SkipCorrupt mode) may claim LSNs up to u64::MAX; LSNs never wrap (found by
+            // fuzz/segment_file).
+            self.next = r.lsn.0.saturating_add(1);
             return Ok(Some(r));
         }
         let mut refreshed = false;
@@ -88,8 +91,31 @@ impl LogReader {
                 Step::Frame(f) => {
                     let count = f.record_count();
                     let first = f.header.lsn;
-                    if first + count <= self.next {
+                    if first.saturating_add(count) <= self.next {
                         continue;
+                    }
+                    // Records are dense except across a hole recovery skipped (SkipCorrupt).
+                    // A valid frame of this segment holding a later LSN anywhere else is a
+                    // misdirected write: returning it skipped recovered records and returned
+                    // one recovery did not accept. Step over it like damage, or fail.
+                    let after_hole = self
+                        .inner
+                        .report
+                        .skipped
+                        .iter()
+                        .any(|(from, to)| from.0 <= self.next && to.0 == first);
+                    if first > self.next && !after_hole {
+                        if !self.inner.report.skipped.is_empty() {
+                            if let Some((_, cursor)) = self.segment.as_mut() {
+                                cursor.seek_to(at);
+                                if cursor.skip_damage(self.next) {
+                                    continue;
+                                }
+                            }
+                        }
+                        let why =
+                            format!("frame holds LSN {first} where LSN {} belongs", self.next);
+                        return Err(self.damage(id, at, &why));
                     }
                     let Some(payload) = parse_frame_payload(f.header.kind, f.payload) else {
                         return Err(self.damage(id, at, "batch payload does not parse"));
@@ -101,12 +127,14 @@ impl LogReader {
                                 lsn: Lsn(first),
                                 data: data.to_vec(),
                             };
-                            self.next = first + 1;
+                            self.next = first.saturating_add(1);
                             return Ok(Some(r));
                         }
                         FramePayload::Batch(records) => {
                             for (i, data) in records.into_iter().enumerate() {
-                                let lsn = first + i as u64;
+                                let Some(lsn) = first.checked_add(i as u64) else {
+                                    break;
+                                };
                                 if lsn >= self.next {
                                     self.batch.push_back(Record {
                                         lsn: Lsn(lsn),
@@ -116,7 +144,7 @@ impl LogReader {
                             }
                             let r = self.batch.pop_front();
                             if let Some(r) = &r {
-                                self.next = r.lsn.0 + 1;
+                                self.next = r.lsn.0.saturating_add(1);
                             }
                             return Ok(r);
                         }
@@ -130,14 +158,29 @@ impl LogReader {
                             first: Lsn(first),
                         });
                     }
-                    let has_holes = !self.inner.report.skipped.is_empty();
-                    if has_holes && matches!(stop, Stop::Damaged(_)) {
+                    // Holes recovery skipped (SkipCorrupt): step over damage to the first
+                    // frame holding `next` or later in this segment; if there is none, and
+                    // `next` is inside a hole, continue where the hole ends. A hole can be
+                    // zeros (a lost write) and can run past the segment's end (a truncated
+                    // or missing segment); stepping over damage only inside the segment made
+                    // such holes read as errors.
+                    let skipped = &self.inner.report.skipped;
+                    let hole_end = skipped
+                        .iter()
+                        .find(|(from, to)| from.0 <= self.next && self.next < to.0)
+                        .map(|(_, to)| to.0);
+                    if !skipped.is_empty() && matches!(stop, Stop::Damaged(_) | Stop::Zeros) {
                         if let Some((_, cursor)) = self.segment.as_mut() {
                             cursor.seek_to(at);
                             if cursor.skip_damage(self.next) {
                                 continue;
                             }
                         }
+                    }
+                    if let Some(hole_end) = hole_end {
+                        self.next = hole_end;
+                        self.segment = None;
+                        continue;
                     }
                     if !refreshed {
                         // The segment may have been superseded (truncate_after) or grown.

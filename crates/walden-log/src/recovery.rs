@@ -31,7 +31,7 @@ use crate::cursor::{is_zero_after, resync, FrameCursor, Step, Stop};
 use crate::error::{Error, Location, Result};
 use crate::format::{
     self, parse_free_file_name, parse_segment_file_name, SegmentHeader, DATA_OFFSET,
-    FRAME_ALIGN_BYTES,
+    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES,
 };
 use crate::options::RecoveryMode;
 use crate::storage::{join, read_exact_at, OpenMode, Storage, StorageFile};
@@ -186,10 +186,91 @@ pub(crate) fn scan_log(
         progress,
         bytes_total: 0,
         segments_done: 0,
+        cut_inside_last: false,
     };
     walker.bytes_total = live.iter().map(|f| f.len).sum();
     walker.run()?;
-    Ok(walker.scan)
+    let mut scan = walker.scan;
+    if scan.damage.is_none() {
+        judge_torn_rotation(&mut scan, trailing, mode)?;
+    }
+    Ok(scan)
+}
+
+/// A file after the last readable segment whose header copies are both unreadable is a
+/// rotation the crash interrupted, unless its frames say otherwise: frames chained from the
+/// log's end (checked without their CRCs, whose seed died with the header) that record a
+/// durable LSN at or past that end prove the header had been synced. Such damage is
+/// corruption of acknowledged data; otherwise it is reported as a torn tail.
+fn judge_torn_rotation(
+    scan: &mut LogScan,
+    trailing: &[SegmentFile],
+    mode: RecoveryMode,
+) -> Result<()> {
+    if scan.log_id.is_none() {
+        // No readable segment at all: a new log whose first header write was torn (a
+        // writer starts afresh), or not a log (read-only tools say so).
+        return Ok(());
+    }
+    let Some(f) = trailing
+        .iter()
+        .find(|f| matches!(f.class, Class::Invalid(_)))
+    else {
+        return Ok(());
+    };
+    let location = Location {
+        path: f.path.clone(),
+        offset: 0,
+        lsn: Lsn(scan.next_lsn),
+    };
+    if let Some(proof) = unverified_chain_proof(f, scan.next_lsn, scan.last_crc) {
+        if mode == RecoveryMode::TolerateTornTail {
+            return Err(Error::Corruption {
+                location: Box::new(location),
+                reason: format!("both header copies are unreadable, yet {proof}"),
+            });
+        }
+    }
+    scan.damage = Some(Damage {
+        location,
+        reason: "both header copies are unreadable: a segment rotation the crash interrupted \
+                 (nothing in it was synced); it is released"
+            .into(),
+    });
+    Ok(())
+}
+
+/// Walks frame headers from the data offset without verifying CRCs, following LSNs and the
+/// chain from `(lsn, chain)`; returns a description of the first frame whose durable LSN
+/// reaches `lsn`. Bounded by the file's length; never trusts a length beyond it.
+fn unverified_chain_proof(f: &SegmentFile, lsn: u64, chain: u32) -> Option<String> {
+    let (mut at, mut expected, mut prev) = (DATA_OFFSET, lsn, chain);
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    while at + FRAME_HEADER_BYTES as u64 <= f.len {
+        read_exact_at(&*f.file, &mut head, at).ok()?;
+        let h = format::decode_frame_header(&head)?;
+        if h.lsn != expected || h.prev_crc != prev {
+            return None;
+        }
+        if h.durable_lsn >= lsn {
+            return Some(format!(
+                "the frame at byte offset {at} (LSN {}) was written after LSN {} was durable",
+                h.lsn, h.durable_lsn
+            ));
+        }
+        let count = match h.kind {
+            format::FrameKind::Record => 1,
+            format::FrameKind::Batch => {
+                let mut c = [0u8; 4];
+                read_exact_at(&*f.file, &mut c, at + FRAME_HEADER_BYTES as u64).ok()?;
+                u64::from(u32::from_le_bytes(c)).max(1)
+            }
+        };
+        expected = expected.checked_add(count)?;
+        prev = h.crc;
+        at += format::frame_bytes(u64::from(h.len));
+    }
+    None
 }
 
 fn classify(storage: &dyn Storage, dir: &Path, id: u64, mode: OpenMode) -> Result<SegmentFile> {
@@ -270,6 +351,12 @@ struct Position {
     offset: u64,
     expected: u64,
     chain: u32,
+    /// True right after `SkipCorrupt` resumed at this position: the link to the segment
+    /// before was already judged (it is the skipped hole), so `walk_segment` must not check
+    /// it again. Checking it sent a segment whose header disagrees with its first frame back
+    /// to that same frame forever, growing `skipped` without bound (found by
+    /// tests/matrix_arbitrary_bytes.rs).
+    resumed: bool,
 }
 
 struct Walker<'a> {
@@ -279,6 +366,10 @@ struct Walker<'a> {
     progress: &'a mut dyn FnMut(RecoveryProgress),
     bytes_total: u64,
     segments_done: usize,
+    /// True when the log was cut inside the last accepted segment (damage after some of its
+    /// frames): what follows the cut may hold valid frames of that segment, so appends must
+    /// not continue in it.
+    cut_inside_last: bool,
 }
 
 enum SegmentEnd {
@@ -293,11 +384,17 @@ impl Walker<'_> {
             _ => None,
         });
         let Some(h0) = first_init else { return Ok(()) };
+        let first_init_index = self
+            .live
+            .iter()
+            .position(|f| matches!(f.class, Class::Init(_)))
+            .unwrap_or(0);
         let mut pos = Position {
             file: 0,
             offset: DATA_OFFSET,
             expected: h0.first_lsn,
             chain: h0.prev_chain,
+            resumed: false,
         };
         while pos.file < self.live.len() {
             let f = &self.live[pos.file];
@@ -310,6 +407,35 @@ impl Walker<'_> {
                     self.scan.discard.push(f.clone());
                     pos.file += 1;
                     continue;
+                }
+                // Before the first readable segment no crash leaves a file (new segments
+                // always get ids above every existing one): a stray or damaged file. Refuse
+                // rather than cut the whole log at it, unless the mode salvages.
+                Class::Invalid(r) if pos.file < first_init_index => {
+                    let reason = format!(
+                        "{r} (both header copies), in a file before the first readable segment"
+                    );
+                    let location = Location {
+                        path: f.path.clone(),
+                        offset: 0,
+                        lsn: Lsn(pos.expected),
+                    };
+                    match self.mode {
+                        RecoveryMode::AbsoluteConsistency | RecoveryMode::TolerateTornTail => {
+                            return Err(Error::Corruption {
+                                location: Box::new(location),
+                                reason,
+                            });
+                        }
+                        RecoveryMode::PointInTime | RecoveryMode::SkipCorrupt => {
+                            if self.scan.damage.is_none() {
+                                self.scan.damage = Some(Damage { location, reason });
+                            }
+                            self.scan.discard.push(f.clone());
+                            pos.file += 1;
+                            continue;
+                        }
+                    }
                 }
                 Class::Invalid(r) => SegmentEnd::Damaged {
                     offset: 0,
@@ -342,9 +468,21 @@ impl Walker<'_> {
         self.scan.next_lsn = pos.expected;
         self.scan.last_crc = pos.chain;
         if let Some(last) = self.scan.segments.last_mut() {
+            // Appends may continue in place after a clean end: zeros (or the end of the file)
+            // where the next frame header belongs, with no valid frame of this segment after
+            // them (`walk_segment` checks that). Bytes further on may be stale frames from an
+            // earlier use of a recycled file; they can never verify under this segment's seed,
+            // so overwriting them is what every append into a recycled file does. Requiring
+            // the whole rest of the file to be zero made every reopen of a cleanly closed
+            // recycled segment report its stale bytes as damage, start a new segment, and
+            // `AbsoluteConsistency` refuse to open (tests/matrix_recycled_stale.rs).
             // A read error here only means we cannot prove the tail clean.
-            self.scan.tail_clean =
-                is_zero_after(&*last.file, last.end_offset, last.file_len).unwrap_or(false);
+            let marker_end = last
+                .end_offset
+                .saturating_add(FRAME_HEADER_BYTES as u64)
+                .min(last.file_len);
+            self.scan.tail_clean = !self.cut_inside_last
+                && is_zero_after(&*last.file, last.end_offset, marker_end).unwrap_or(false);
         }
         Ok(())
     }
@@ -357,7 +495,8 @@ impl Walker<'_> {
         h: &SegmentHeader,
         pos: &mut Position,
     ) -> SegmentEnd {
-        if pos.offset == DATA_OFFSET && !self.scan.segments.is_empty() {
+        let resumed = std::mem::take(&mut pos.resumed);
+        if pos.offset == DATA_OFFSET && !self.scan.segments.is_empty() && !resumed {
             if h.first_lsn != pos.expected {
                 return SegmentEnd::Damaged {
                     offset: 0,
@@ -402,10 +541,22 @@ impl Walker<'_> {
                             "chain broken: frame does not follow the frame before it".into(),
                         );
                     }
-                    if count == 0 || stop_at.is_some_and(|s| pos.expected + count > s) {
+                    // LSNs never wrap: a frame whose records would run past u64::MAX (only a
+                    // damaged or hand-made frame with a valid CRC can say so) is damage, not
+                    // an overflow (found by fuzz/segment_file).
+                    let Some(end_lsn) = pos.expected.checked_add(count) else {
+                        return damaged(
+                            at,
+                            format!(
+                                "frame's {count} record(s) at LSN {} run past u64::MAX",
+                                pos.expected
+                            ),
+                        );
+                    };
+                    if count == 0 || stop_at.is_some_and(|s| end_lsn > s) {
                         return damaged(at, "frame overlaps the next segment's first LSN".into());
                     }
-                    pos.expected += count;
+                    pos.expected = end_lsn;
                     pos.chain = frame.header.crc;
                     self.scan.bytes_scanned += cursor.offset() - at;
                 }
@@ -416,6 +567,19 @@ impl Walker<'_> {
                             format!(
                                 "segment ends at LSN {} but the next segment starts at LSN {s}",
                                 pos.expected - 1
+                            ),
+                        ),
+                        // Zeros where the next frame belongs end the log only if no valid
+                        // frame of this segment follows them; if one does, a write was lost
+                        // or a sector zeroed under it (rows 3 and 13), and the mode decides
+                        // like for any damage. Taking them as the end silently dropped
+                        // acknowledged records that later frames prove durable.
+                        None if frame_follows(f, h, at) => damaged(
+                            at,
+                            format!(
+                                "zeros where LSN {} belongs, but valid frames of this segment \
+                                 follow (a lost write or a zeroed sector)",
+                                pos.expected
                             ),
                         ),
                         None => SegmentEnd::Clean { offset: at },
@@ -436,7 +600,10 @@ impl Walker<'_> {
 
     fn finish_segment(&mut self, file: usize, end_lsn: u64, end_offset: u64) {
         let f = &self.live[file];
-        if let Class::Init(h) = &f.class {
+        // Damage at offset 0 is the segment's header or its link to the segment before:
+        // none of its frames belong to the log, so it is not a scanned segment (see the
+        // cut in `on_damage`).
+        if let (Class::Init(h), true) = (&f.class, end_offset >= DATA_OFFSET) {
             match self.scan.segments.last_mut() {
                 Some(last) if last.header.segment_id == h.segment_id => {
                     last.end_lsn = end_lsn;
@@ -503,7 +670,16 @@ impl Walker<'_> {
             self.scan.damage = Some(damage);
         }
         let cut_file = pos.file;
-        let keep_cut_file = matches!(self.live[cut_file].class, Class::Init(_));
+        // Keep the cut file only if some of it was accepted. A segment whose link to the one
+        // before fails (offset 0) goes whole: that happens when an earlier segment's header
+        // was lost (it reads as blank) while a later header survived. Kept, its header would
+        // still claim its first LSN on disk, the next recovery would find the log ending
+        // before it, and frames appended after this recovery would "prove" that gap was
+        // acknowledged data: a refusal to open (found by tests/crash_sim.rs,
+        // rotation_heavy seed 3000, truncation_with_recycling seed 4002).
+        let keep_cut_file =
+            matches!(self.live[cut_file].class, Class::Init(_)) && offset >= DATA_OFFSET;
+        self.cut_inside_last = keep_cut_file;
         let first_discard = if keep_cut_file {
             cut_file + 1
         } else {
@@ -545,6 +721,7 @@ impl Walker<'_> {
                     offset: found.offset,
                     expected: found.header.lsn,
                     chain: found.header.prev_crc,
+                    resumed: true,
                 });
                 return false;
             }
@@ -576,6 +753,22 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// True when a valid frame of segment `f` (header `h`) lies after offset `at`.
+fn frame_follows(f: &SegmentFile, h: &SegmentHeader, at: u64) -> bool {
+    let mut found = false;
+    resync(
+        &f.file,
+        h.frame_seed(),
+        f.len,
+        at + FRAME_ALIGN_BYTES,
+        |_| {
+            found = true;
+            false
+        },
+    );
+    found
 }
 
 fn damaged(offset: u64, reason: String) -> SegmentEnd {

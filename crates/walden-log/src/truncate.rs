@@ -20,7 +20,9 @@ use std::sync::atomic::Ordering;
 impl Wal {
     /// Releases every whole segment whose records all precede `lsn` (and are durable), for
     /// example once a checkpoint covering them is durable. The active segment is never
-    /// released. Released files are recycled or deleted. Returns how many were released.
+    /// released, nor a segment until the one after it holds a durable record (so a crash
+    /// always leaves an initialized segment that carries the log's position). Released files
+    /// are recycled or deleted. Returns how many were released.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         let inner = &*self.inner;
         inner.check_writable()?;
@@ -31,7 +33,13 @@ impl Wal {
             let victim: Option<TableEntry> = {
                 let table = inner.read_table();
                 match table.entries.get(1) {
-                    Some(next) if next.first_lsn <= lsn.0 && next.first_lsn - 1 <= durable => {
+                    // The next segment must hold a durable record, not merely follow the
+                    // durable end: only then is its header durable too (the group commit
+                    // that synced the record synced its file). Released before that, a
+                    // crash could lose the next header and, with it, every initialized
+                    // segment: the log would reopen empty at LSN 1, reusing acknowledged
+                    // LSNs (found by tests/crash_sim.rs, truncation_with_recycling seed 4002).
+                    Some(next) if next.first_lsn <= lsn.0 && next.first_lsn <= durable => {
                         table.entries.first().cloned()
                     }
                     _ => None,

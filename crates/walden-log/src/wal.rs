@@ -1,7 +1,7 @@
 //! The open log: shared state, opening (recovery applied), and the public handle.
 
 use crate::error::{Error, Result};
-use crate::format::{SegmentHeader, DATA_OFFSET};
+use crate::format::{SegmentHeader, DATA_OFFSET, FRAME_HEADER_BYTES};
 use crate::options::{Options, RecoveryMode};
 use crate::prepare::{Prepared, Preparer, PreparerConfig};
 use crate::recovery::{scan_log, Damage, LogScan, RecoveryProgress};
@@ -255,6 +255,21 @@ impl Wal {
                 offset: last.end_offset,
             }
         };
+        // A scanned segment the table dropped (a later one starts at the same LSN: a cut
+        // that accepted none of its frames, or a crash inside `truncate_after`) holds nothing
+        // live. Release it now that the segment superseding it is durable: left in place, it
+        // came back as the log's start once `truncate_after` released its successor, taking
+        // the log's position (and, after a crash, stale frames) with it
+        // (tests/model_proptest.rs).
+        let superseded: Vec<(u64, PathBuf)> = scan
+            .segments
+            .iter()
+            .filter(|s| !table.entries.iter().any(|e| e.id == s.header.segment_id))
+            .map(|s| (s.header.segment_id, s.path.clone()))
+            .collect();
+        for (id, path) in &superseded {
+            preparer.release(*id, path)?;
+        }
         let report = RecoveryReport {
             mode: options.recovery,
             segments: scan.segments.len(),
@@ -263,7 +278,7 @@ impl Wal {
             bytes_scanned: scan.bytes_scanned,
             damage: scan.damage.clone(),
             skipped: scan.skipped.clone(),
-            files_released: discard.len(),
+            files_released: discard.len() + superseded.len(),
             started_new_segment: needs_new && !scan.segments.is_empty(),
             elapsed: started.elapsed(),
         };
@@ -314,6 +329,12 @@ impl Wal {
         let started = Instant::now();
         let dir = dir.into();
         let scan = scan_log(&*storage, &dir, mode, OpenMode::Read, &mut |_| {})?;
+        if let (None, Some(d)) = (scan.segments.last(), &scan.damage) {
+            return Err(Error::Corruption {
+                location: Box::new(d.location.clone()),
+                reason: format!("{}; no record precedes the damage", d.reason),
+            });
+        }
         let Some(last) = scan.segments.last() else {
             return Err(Error::NotALog {
                 dir,
@@ -580,7 +601,12 @@ pub(crate) fn start_segment(
         ..template
     };
     if sync {
-        file.write_all_at(&header.encode_page(), 0)
+        // The header page, then zeros where the first frame goes: the end marker the group
+        // commit writes after every chunk (see `commit.rs`), since a recycled file holds
+        // stale bytes there.
+        let mut page = header.encode_page();
+        page.resize(DATA_OFFSET as usize + FRAME_HEADER_BYTES, 0);
+        file.write_all_at(&page, 0)
             .map_err(|e| Error::io("write", &path, e))?;
         file.sync_data()
             .map_err(|e| Error::io("fdatasync", &path, e))?;

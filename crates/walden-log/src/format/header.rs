@@ -83,7 +83,8 @@ impl SegmentHeader {
         page
     }
 
-    /// Decodes one 64-byte copy, verifying magic, version and checksum.
+    /// Decodes one 64-byte copy, verifying magic, version and checksum, and refusing a first
+    /// LSN of 0 (impossible: LSNs start at 1).
     pub fn decode(bytes: &[u8; HEADER_BYTES]) -> Result<Self, HeaderProblem> {
         if bytes.iter().all(|&b| b == 0) {
             return Err(HeaderProblem::Blank);
@@ -96,11 +97,18 @@ impl SegmentHeader {
         if version != FORMAT_VERSION {
             return Err(HeaderProblem::UnsupportedVersion(version));
         }
+        let first_lsn = u64::from_le_bytes(le8(bytes, FIRST_LSN_AT));
+        if first_lsn == 0 {
+            // LSNs start at 1 (`decode_frame_header` likewise refuses LSN 0); the engine never
+            // writes 0 here. Accepting it made recovery's next LSN 0 and `next_lsn - 1`
+            // overflow when the log was opened (found by fuzz/segment_file).
+            return Err(HeaderProblem::Invalid);
+        }
         Ok(SegmentHeader {
             log_id: u64::from_le_bytes(le8(bytes, LOG_ID_AT)),
             segment_id: u64::from_le_bytes(le8(bytes, SEGMENT_ID_AT)),
             salt: u64::from_le_bytes(le8(bytes, SALT_AT)),
-            first_lsn: u64::from_le_bytes(le8(bytes, FIRST_LSN_AT)),
+            first_lsn,
             prev_chain: u32::from_le_bytes(le4(bytes, PREV_CHAIN_AT)),
         })
     }
