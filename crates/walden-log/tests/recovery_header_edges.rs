@@ -48,10 +48,12 @@ fn garble_headers(sim: &SimStorage, path: &Path) {
 }
 
 fn count(wal: &Wal) -> usize {
-    wal.read_from(wal.first_lsn())
+    let records: Vec<_> = wal
+        .read_from(wal.first_lsn())
         .unwrap()
-        .map(|r| r.unwrap())
-        .count()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    records.len()
 }
 
 #[test]
