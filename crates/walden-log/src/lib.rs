@@ -52,3 +52,8 @@ pub use reader::{LogReader, Record, TailReader};
 pub use recovery::{Damage, RecoveryProgress};
 pub use stats::StatsSnapshot;
 pub use wal::{RecoveryReport, SegmentInfo, Wal};
+
+/// The README's Rust example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctest;
