@@ -3,14 +3,15 @@
 //! A prepared segment is a file named for its id, full length, with a blank header, whose
 //! directory entry is durable. New files are written with zeros (so a later durable append
 //! overwrites allocated blocks and `fdatasync` needs no metadata journal commit); released
-//! files are recycled by blanking their header (their old frames are salted with the old
-//! identity and can never verify again). Rotation then costs the writer no system call.
+//! files are recycled by blanking their header and first frame header (their old frames are
+//! salted with the old identity and can never verify again). Rotation then costs the writer
+//! no system call.
 //!
 //! Ids of prepared segments are always above every initialized segment's id, and the writer
 //! takes the lowest, so a blank file never sits between initialized ones.
 
 use crate::error::{Error, Result};
-use crate::format::{free_file_name, segment_file_name, DATA_OFFSET};
+use crate::format::{free_file_name, segment_file_name, DATA_OFFSET, FRAME_HEADER_BYTES};
 use crate::stats::Stats;
 use crate::storage::{join, OpenMode, Storage, StorageFile};
 use std::collections::VecDeque;
@@ -237,7 +238,13 @@ impl Shared {
             .storage
             .open(from, OpenMode::ReadWrite)
             .map_err(|e| Error::io("open", from, e))?;
-        file.write_all_at(&[0u8; DATA_OFFSET as usize], 0)
+        // Blank the header page and the first frame's header: the old frames stay (their CRCs
+        // are salted with the old identity), but none can sit where a new first frame goes.
+        // Recovery walks the frame headers of a file whose own header was torn, without CRCs,
+        // to tell a lost rotation from lost acknowledged data; after `truncate_after`, a
+        // recycled file's old first frames continue the log's chain exactly, and read as
+        // proof of acknowledged data (tests/matrix_truncate_crash.rs).
+        file.write_all_at(&[0u8; DATA_OFFSET as usize + FRAME_HEADER_BYTES], 0)
             .map_err(|e| Error::io("write", from, e))?;
         if file.len().map_err(|e| Error::io("stat", from, e))? != self.segment_bytes {
             file.set_len(self.segment_bytes)

@@ -1,0 +1,898 @@
+//! Crash simulation: a crash at every storage call of a workload, under every damage pattern
+//! (ENGINEERING.md section 3, rows 7, 8, 9, 17 and 18).
+//!
+//! For each workload and seed, a dry run on a fresh [`SimStorage`] counts the storage calls
+//! the workload makes. Then, for every call `N` and every [`CrashDamage`] pattern:
+//! 1. A fresh `SimStorage` with `crash_after_ops(Some(N))` runs the workload while a
+//!    [`Model`] records every record handed to the log and every acknowledgement (an append
+//!    at `Durability::Sync` that returned `Ok`, or a `sync()` that returned `Ok`). The first
+//!    error ends the workload: the simulated process died there.
+//! 2. The log is dropped, the storage crashes with the damage pattern, and the log is
+//!    reopened in the default recovery mode (`TolerateTornTail`). A refusal to open after a
+//!    pure crash is a failure.
+//! 3. What it reads back must be allowed by the model (see `support::Model`): a prefix of
+//!    the appended stream, exact bytes, no hole, no reordering, no stale record, every
+//!    acknowledged record, LSNs never going backwards, no torn batch, and a first LSN no
+//!    later than the highest `truncate_before` argument. A `truncate_after` that returned
+//!    `Ok` removes the records after the cut from the stream (they must never come back); one
+//!    that failed lets the log end anywhere from the cut to the old end.
+//! 4. Recovery after recovery: four more records are appended on the recovered log, the
+//!    process dies (half the time at a random storage call among those appends), the storage
+//!    crashes again with a random pattern, and the log must reopen holding everything it
+//!    recovered before (the open made it durable) plus the new acknowledged records.
+//! 5. Crash during recovery (row 18): for one damage pattern per crash point (rotating; every
+//!    state in a soak), the crashed file system is copied and its recovery rerun with a crash
+//!    at each of the recovery's own storage calls, then a crash with a random pattern, then
+//!    a clean open that must again satisfy the model of step 3.
+//!
+//! A "crash state" (the count each test asserts, at least [`STATES_PER_TEST`]) is one
+//! (workload crash point, damage pattern) pair; the crashes of steps 4 and 5 are counted
+//! apart. Workloads: `single_writer`, `concurrent_durable_writers`, `rotation_heavy` and
+//! `truncation_with_recycling`, each documented at its generator below. Every fourth seed
+//! of the single-threaded ones (every other of the concurrent one) prepares segments on the
+//! background thread.
+//!
+//! Environment:
+//! - `WALDEN_CRASH_SEED=<n>` runs only that seed (a replay; failure messages print it).
+//! - `WALDEN_CRASH_POINT=<n>` with it, runs only that crash point.
+//! - `WALDEN_CRASH_STATES=<n>` raises the number of crash states of the whole file to at
+//!   least `n` (a soak: more seeds, starting from a random one that is printed, and the
+//!   crash-during-recovery sweep on every state).
+//!
+//! Replays are exact for the single-threaded workloads with segments prepared inline; the
+//! concurrent workload and the seeds that prepare segments on a background thread depend on
+//! thread timing, so a replay reaches the same states only approximately.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use rand::rngs::SmallRng;
+use rand::Rng;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use support::{
+    damage_name, describe_files, env_u64, mix, open, random_damage, read_all, record_bytes,
+    recover, restore, rng_for, sim_options, snapshot, Model, Recovered, Snapshot,
+    SMALL_SEGMENT_BYTES,
+};
+use walden_log::storage::{CrashDamage, SimStorage};
+use walden_log::{Durability, Lsn, Options, StatsSnapshot, Wal};
+
+/// The `#[test]` functions in this file, each a workload.
+const TESTS: u64 = 4;
+
+/// Crash states (workload crash point x damage pattern) each test checks at least, per run.
+const STATES_PER_TEST: u64 = 2_600;
+
+const _: () = assert!(
+    TESTS * STATES_PER_TEST >= 10_000,
+    "the file must check 10,000 states"
+);
+
+/// How many failure messages a test prints in full (it counts all of them).
+const FAILURES_SHOWN: usize = 4;
+
+/// Crash states checked by all tests of this file so far (printed as each test ends).
+static STATES_CHECKED: AtomicU64 = AtomicU64::new(0);
+
+/// One call a single-threaded workload makes.
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<u8>, Durability),
+    Batch(Vec<Vec<u8>>, Durability),
+    Sync,
+    TruncateBefore(u64),
+    TruncateAfter(u64),
+}
+
+impl Op {
+    fn label(&self) -> String {
+        match self {
+            Op::Append(d, durability) => format!("append {} bytes {durability:?}", d.len()),
+            Op::Batch(r, durability) => format!("batch of {} {durability:?}", r.len()),
+            Op::Sync => "sync".into(),
+            Op::TruncateBefore(l) => format!("truncate_before({l})"),
+            Op::TruncateAfter(l) => format!("truncate_after({l})"),
+        }
+    }
+}
+
+/// What a workload does.
+enum Plan {
+    /// One thread, these calls in order.
+    Script(Vec<Op>),
+    /// One thread per list, each appending its records at `Durability::Sync`.
+    Concurrent(Vec<Vec<Vec<u8>>>),
+}
+
+/// A workload with its seed and options.
+struct Workload {
+    /// The `#[test]` function that runs it (for the replay command).
+    test: &'static str,
+    seed: u64,
+    options: Options,
+    plan: Plan,
+    /// True when the same seed makes the same storage calls (no thread timing involved).
+    deterministic: bool,
+    /// What a complete run must have exercised (rotations, recycling, ...), judged from the
+    /// log's counters at the end of the dry run; `Err` says what is missing.
+    exercises: fn(&StatsSnapshot) -> Result<(), String>,
+}
+
+/// What one run of a workload left behind.
+struct Run {
+    model: Model,
+    /// A breach of the contract seen while running (a wrong LSN returned, ...).
+    violation: Option<String>,
+    /// The error that ended the workload early, if any (the simulated death).
+    stopped_by: Option<String>,
+    /// The log's counters at the end of the workload (if it opened).
+    stats: Option<StatsSnapshot>,
+}
+
+/// Why a workload stopped.
+enum Stop {
+    Died(String),
+    Violation(String),
+}
+
+fn died(e: walden_log::Error) -> Stop {
+    Stop::Died(e.to_string())
+}
+
+fn run_workload(w: &Workload, sim: &SimStorage) -> Run {
+    match &w.plan {
+        Plan::Script(ops) => run_script(sim, &w.options, ops),
+        Plan::Concurrent(threads) => run_concurrent(sim, &w.options, threads),
+    }
+}
+
+fn run_script(sim: &SimStorage, options: &Options, ops: &[Op]) -> Run {
+    let mut run = Run {
+        model: Model::new(),
+        violation: None,
+        stopped_by: None,
+        stats: None,
+    };
+    let wal = match open(sim, options.clone()) {
+        Ok(wal) => wal,
+        Err(e) => {
+            run.stopped_by = Some(format!("open: {e}"));
+            return run;
+        }
+    };
+    for (i, op) in ops.iter().enumerate() {
+        match apply(&wal, op, &mut run.model) {
+            Ok(()) => {}
+            Err(Stop::Died(e)) => {
+                run.stopped_by = Some(format!("op {i} ({}): {e}", op.label()));
+                break;
+            }
+            Err(Stop::Violation(v)) => {
+                run.violation = Some(format!("op {i} ({}): {v}", op.label()));
+                break;
+            }
+        }
+    }
+    run.stats = Some(wal.stats());
+    // Dropping syncs what is buffered (best effort); those calls are crash points too.
+    drop(wal);
+    run
+}
+
+fn apply(wal: &Wal, op: &Op, model: &mut Model) -> Result<(), Stop> {
+    match op {
+        Op::Append(data, durability) => {
+            let lsn = model.append(std::slice::from_ref(data));
+            let got = wal.append_with(data, *durability).map_err(died)?;
+            expect_lsn(got, lsn)?;
+            if *durability == Durability::Sync {
+                model.ack(lsn);
+            }
+        }
+        Op::Batch(records, durability) => {
+            let first = model.append(records);
+            let got = wal.append_batch(records, *durability).map_err(died)?;
+            expect_lsn(got, first)?;
+            if *durability == Durability::Sync {
+                model.ack(first + records.len() as u64 - 1);
+            }
+        }
+        Op::Sync => {
+            let last = model.next - 1;
+            let durable = wal.sync().map_err(died)?;
+            if durable.0 < last {
+                return Err(Stop::Violation(format!(
+                    "sync returned durable LSN {durable} after LSN {last} was appended"
+                )));
+            }
+            model.ack(last);
+        }
+        Op::TruncateBefore(lsn) => {
+            model.release_before(*lsn);
+            wal.truncate_before(Lsn(*lsn)).map_err(died)?;
+            let first = wal.first_lsn();
+            if first.0 > *lsn {
+                return Err(Stop::Violation(format!(
+                    "truncate_before({lsn}) left the log starting at LSN {first}"
+                )));
+            }
+        }
+        Op::TruncateAfter(lsn) => {
+            model.truncating_after(*lsn);
+            wal.truncate_after(Lsn(*lsn)).map_err(died)?;
+            model.cut_after(*lsn);
+            let next = wal.next_lsn();
+            if next.0 != lsn + 1 {
+                return Err(Stop::Violation(format!(
+                    "after truncate_after({lsn}) the next LSN is {next}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn expect_lsn(got: Lsn, want: u64) -> Result<(), Stop> {
+    if got.0 == want {
+        Ok(())
+    } else {
+        Err(Stop::Violation(format!(
+            "the log assigned LSN {got} where LSN {want} was next"
+        )))
+    }
+}
+
+/// Each thread appends its records at `Durability::Sync` until its first error. LSNs of
+/// failed appends are unknown, so those records go to `Model::unplaced`.
+fn run_concurrent(sim: &SimStorage, options: &Options, threads: &[Vec<Vec<u8>>]) -> Run {
+    let mut run = Run {
+        model: Model::new(),
+        violation: None,
+        stopped_by: None,
+        stats: None,
+    };
+    let wal = match open(sim, options.clone()) {
+        Ok(wal) => wal,
+        Err(e) => {
+            run.stopped_by = Some(format!("open: {e}"));
+            return run;
+        }
+    };
+    type Outcome = (Vec<(u64, Vec<u8>)>, Option<(Vec<u8>, String)>);
+    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+        let handles: Vec<_> = threads
+            .iter()
+            .map(|records| {
+                let wal = &wal;
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    for record in records {
+                        match wal.append_with(record, Durability::Sync) {
+                            Ok(lsn) => acked.push((lsn.0, record.clone())),
+                            Err(e) => return (acked, Some((record.clone(), e.to_string()))),
+                        }
+                    }
+                    (acked, None)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    run.stats = Some(wal.stats());
+    drop(wal);
+    let model = &mut run.model;
+    for (thread, (acked, failed)) in outcomes.into_iter().enumerate() {
+        let mut previous = 0;
+        for (lsn, data) in acked {
+            if lsn <= previous {
+                run.violation.get_or_insert(format!(
+                    "thread {thread} got LSN {lsn} after LSN {previous}"
+                ));
+            }
+            previous = lsn;
+            if model.known.insert(lsn, data).is_some() {
+                run.violation
+                    .get_or_insert(format!("LSN {lsn} was assigned to two appends"));
+            }
+            model.ack(lsn);
+        }
+        if let Some((data, error)) = failed {
+            model.unplaced.push(data);
+            run.stopped_by
+                .get_or_insert(format!("thread {thread}: {error}"));
+        }
+    }
+    let last = model.known.keys().next_back().copied().unwrap_or(0);
+    let holes = last - model.known.len() as u64;
+    if holes > model.unplaced.len() as u64 {
+        run.violation.get_or_insert(format!(
+            "{holes} LSNs up to {last} were handed to no successful append, but only {} \
+             appends failed",
+            model.unplaced.len()
+        ));
+    }
+    model.next = last + 1;
+    run
+}
+
+/// Counts of one test's run, and its failures.
+#[derive(Default)]
+struct Tally {
+    /// Workload crash states (crash point x damage pattern) checked.
+    states: u64,
+    /// Further crashes checked: after recovery (round two) and during recovery.
+    later_crashes: u64,
+    failures: Vec<String>,
+    failure_count: u64,
+}
+
+impl Tally {
+    fn fail(&mut self, message: String) {
+        self.failure_count += 1;
+        if self.failures.len() < FAILURES_SHOWN {
+            self.failures.push(message);
+        }
+    }
+}
+
+/// Where a failure happened, for its message.
+struct Context<'a> {
+    workload: &'a Workload,
+    point: u64,
+    calls: u64,
+    damage: CrashDamage,
+}
+
+impl Context<'_> {
+    fn message(&self, stage: &str, detail: &str, model: &Model, sim: &SimStorage) -> String {
+        let w = self.workload;
+        let exact = if w.deterministic {
+            ""
+        } else {
+            " (thread timing varies, so the replay is approximate)"
+        };
+        format!(
+            "crash_sim FAILURE in workload `{test}`, seed {seed}, crash point {point} of {calls} \
+             storage calls, damage {damage}; stage: {stage}\n  {detail}\n  {summary}\n  files \
+             now: {files}\n  replay{exact}: WALDEN_CRASH_SEED={seed} WALDEN_CRASH_POINT={point} \
+             cargo test -p walden-log --test crash_sim {test}",
+            test = w.test,
+            seed = w.seed,
+            point = self.point,
+            calls = self.calls,
+            damage = damage_name(self.damage),
+            summary = model.summary(),
+            files = describe_files(sim),
+        )
+    }
+}
+
+/// Runs every crash state of one workload (one seed).
+fn sweep(w: &Workload, soak: bool, tally: &mut Tally) {
+    // Dry runs: count the storage calls, and make sure the workload itself is valid.
+    let dry_runs = if w.deterministic { 1 } else { 3 };
+    let mut calls = 0;
+    for i in 0..dry_runs {
+        let sim = SimStorage::new(mix(w.seed, i));
+        let before = sim.op_count();
+        let run = run_workload(w, &sim);
+        calls = calls.max(sim.op_count() - before);
+        let exercised = run.stats.as_ref().map(w.exercises);
+        let missing = match exercised {
+            Some(Err(missing)) => Some(format!("it did not exercise what it is for: {missing}")),
+            _ => None,
+        };
+        if let Some(problem) = run.violation.or(run.stopped_by).or(missing) {
+            tally.fail(format!(
+                "crash_sim FAILURE in workload `{}`, seed {}: the workload fails without any \
+                 crash: {problem}",
+                w.test, w.seed
+            ));
+            return;
+        }
+    }
+    // `calls + 1` crashes nowhere during the workload: power fails after it ends.
+    let points: Vec<u64> = match env_u64("WALDEN_CRASH_POINT") {
+        Some(point) => vec![point],
+        None => (1..=calls + 1).collect(),
+    };
+    for point in points {
+        for (index, damage) in CrashDamage::ALL.into_iter().enumerate() {
+            // The crash-during-recovery sweep: in a normal run, every crash point with one
+            // damage pattern (rotating through the six); in a soak, every state.
+            let sweep_recovery = soak || point % 6 == index as u64;
+            let context = Context {
+                workload: w,
+                point,
+                calls,
+                damage,
+            };
+            let state_seed = mix(w.seed, point * 16 + index as u64 + 1);
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                check_state(&context, state_seed, sweep_recovery, tally)
+            }));
+            if let Err(panic) = outcome {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let sim = SimStorage::new(0);
+                tally.fail(context.message("panic", &what, &Model::new(), &sim));
+            }
+        }
+    }
+}
+
+/// One crash state: run to the crash point, crash, recover and check; then the later crashes.
+fn check_state(context: &Context<'_>, state_seed: u64, sweep_recovery: bool, tally: &mut Tally) {
+    let w = context.workload;
+    let sim = SimStorage::new(state_seed);
+    sim.crash_after_ops(Some(context.point));
+    let run = run_workload(w, &sim);
+    tally.states += 1;
+    if let Some(violation) = &run.violation {
+        let m = context.message("running the workload", violation, &run.model, &sim);
+        tally.fail(m);
+        return;
+    }
+    sim.crash(context.damage);
+    let crashed = if sweep_recovery {
+        Some(snapshot(&sim))
+    } else {
+        None
+    };
+    let before = sim.op_count();
+    let wal = match open(&sim, w.options.clone()) {
+        Ok(wal) => wal,
+        Err(e) => {
+            let detail = format!("recovery refused to open after a crash: {e}");
+            let m = context.message("recovery", &detail, &run.model, &sim);
+            tally.fail(m);
+            return;
+        }
+    };
+    let recovery_calls = sim.op_count() - before;
+    let recovered = match read_all(&wal).and_then(|r| run.model.check(&r).map(|()| r)) {
+        Ok(r) => r,
+        Err(detail) => {
+            let m = context.message("first recovery", &detail, &run.model, &sim);
+            tally.fail(m);
+            return;
+        }
+    };
+    let mut rng = rng_for(state_seed, 2);
+    tally.later_crashes += 1;
+    if let Err(failure) = round_two(w, &sim, wal, &run.model, &recovered, &mut rng) {
+        let (stage, detail, model) = *failure;
+        let m = context.message(&stage, &detail, &model, &sim);
+        tally.fail(m);
+    }
+    if let Some(crashed) = crashed {
+        for k in 1..=recovery_calls {
+            tally.later_crashes += 1;
+            let seed = mix(state_seed, 1000 + k);
+            if let Err((stage, detail, sim)) =
+                crash_during_recovery(w, &crashed, &run.model, k, recovery_calls, seed)
+            {
+                let m = context.message(&stage, &detail, &run.model, &sim);
+                tally.fail(m);
+                break;
+            }
+        }
+    }
+}
+
+/// Appends a few records on a recovered log, kills the process (half the time at a random
+/// storage call among them, else after them), crashes the storage with a random pattern and
+/// checks the next recovery: everything recovered before (it is durable now) plus every
+/// new acknowledged record.
+fn round_two(
+    w: &Workload,
+    sim: &SimStorage,
+    wal: Wal,
+    model: &Model,
+    recovered: &Recovered,
+    rng: &mut SmallRng,
+) -> Result<(), Box<(String, String, Model)>> {
+    let mut m = model.after_recovery(recovered);
+    let appends = [
+        (Durability::Sync, rng.gen_range(8..200)),
+        (Durability::Buffered, rng.gen_range(200..3000)),
+        (Durability::Sync, rng.gen_range(2000..6000)),
+        (Durability::Buffered, rng.gen_range(8..100)),
+    ];
+    // The four appends make about a dozen storage calls (more when one rotates).
+    let death = rng.gen_bool(0.5).then(|| rng.gen_range(1..=14u64));
+    sim.crash_after_ops(death);
+    let mut died = None;
+    for (i, (durability, len)) in appends.into_iter().enumerate() {
+        let lsn = m.next;
+        let data = record_bytes(&format!("round2 seed {} #{i} lsn {lsn}", w.seed), len);
+        m.append(std::slice::from_ref(&data));
+        match wal.append_with(&data, durability) {
+            Ok(got) if got.0 == lsn => {}
+            Ok(got) => {
+                let detail = format!("append after recovery got LSN {got}, expected {lsn}");
+                return Err(Box::new(("round two".into(), detail, m)));
+            }
+            Err(_) if death.is_some() => {
+                died = Some(i);
+                break;
+            }
+            Err(e) => {
+                let detail = format!("append after recovery failed: {e}");
+                return Err(Box::new(("round two".into(), detail, m)));
+            }
+        }
+        if durability == Durability::Sync {
+            m.ack(lsn);
+        }
+    }
+    // The process dies (every later call fails), then the power.
+    sim.crash_after_ops(Some(1));
+    drop(wal);
+    let damage = random_damage(rng);
+    sim.crash(damage);
+    let death = match (death, died) {
+        (Some(k), Some(i)) => format!("the process died at call {k}, in append #{i}"),
+        _ => "the process died after them".into(),
+    };
+    let stage = format!(
+        "round two (4 appends on the recovered log; {death}; then a crash with {})",
+        damage_name(damage)
+    );
+    let second = recover(sim, w.options.clone()).and_then(|(_wal, r)| m.check(&r));
+    second.map_err(|detail| Box::new((stage, detail, m)))
+}
+
+/// Reruns the recovery of a crashed file system with a crash at its `k`-th storage call,
+/// crashes with a random pattern, and checks the recovery after that.
+fn crash_during_recovery(
+    w: &Workload,
+    crashed: &Snapshot,
+    model: &Model,
+    k: u64,
+    recovery_calls: u64,
+    seed: u64,
+) -> Result<(), (String, String, SimStorage)> {
+    let sim = restore(seed, crashed);
+    sim.crash_after_ops(Some(k));
+    if let Ok(wal) = open(&sim, w.options.clone()) {
+        drop(wal);
+    }
+    let mut rng = rng_for(seed, 3);
+    let damage = random_damage(&mut rng);
+    sim.crash(damage);
+    let stage = format!(
+        "crash during recovery at its call {k} of {recovery_calls}, then damage {}, then \
+         recovery",
+        damage_name(damage)
+    );
+    let outcome = recover(&sim, w.options.clone()).and_then(|(_wal, r)| model.check(&r));
+    outcome.map_err(|detail| (stage, detail, sim))
+}
+
+/// Runs seeds of one workload until this test's share of crash states is checked (or only
+/// the replayed seed), then reports, and fails with the first messages if anything failed.
+fn run_test(test: &'static str, base_seed: u64, make: fn(&'static str, u64) -> Workload) {
+    let started = Instant::now();
+    let replay = env_u64("WALDEN_CRASH_SEED");
+    let soak_total = env_u64("WALDEN_CRASH_STATES");
+    let soak = soak_total.is_some() && replay.is_none();
+    let share = soak_total.map_or(STATES_PER_TEST, |n| n.div_ceil(TESTS).max(STATES_PER_TEST));
+    let first_seed = if soak {
+        let start: u64 = rand::random::<u32>().into();
+        println!("{test}: soak of {share} crash states from seed {start}");
+        start
+    } else {
+        base_seed
+    };
+    let mut tally = Tally::default();
+    let mut seeds = 0;
+    match replay {
+        Some(seed) => {
+            sweep(&make(test, seed), false, &mut tally);
+            seeds = 1;
+        }
+        None => {
+            while tally.states < share {
+                sweep(&make(test, first_seed + seeds), soak, &mut tally);
+                seeds += 1;
+                if tally.failure_count > 0 && !soak {
+                    break;
+                }
+            }
+        }
+    }
+    let total = STATES_CHECKED.fetch_add(tally.states, Ordering::Relaxed) + tally.states;
+    println!(
+        "{test}: {} crash states over {seeds} seeds, plus {} crashes after or during \
+         recovery, in {:.1?}; {} failures; crash_sim total so far: {total} crash states",
+        tally.states,
+        tally.later_crashes,
+        started.elapsed(),
+        tally.failure_count
+    );
+    if tally.failure_count > 0 {
+        panic!(
+            "{} failures in {test}; the first {}:\n\n{}",
+            tally.failure_count,
+            tally.failures.len(),
+            tally.failures.join("\n\n")
+        );
+    }
+    if replay.is_none() {
+        assert!(
+            tally.states >= share,
+            "{test} checked only {} crash states, fewer than its share of {share}",
+            tally.states
+        );
+    }
+}
+
+/// A record size: some 1-byte, many small, some medium, some of a few KiB.
+fn mixed_size(rng: &mut SmallRng) -> usize {
+    match rng.gen_range(0..10) {
+        0 | 1 => 1,
+        2..=4 => rng.gen_range(2..64),
+        5..=7 => rng.gen_range(64..1024),
+        _ => rng.gen_range(2048..5000),
+    }
+}
+
+/// `Ok` when the counter `what` reached `min`.
+fn at_least(what: &str, value: u64, min: u64) -> Result<(), String> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err(format!("{what}: {value}, expected at least {min}"))
+    }
+}
+
+fn durability(rng: &mut SmallRng, sync_share: f64) -> Durability {
+    if rng.gen_bool(sync_share) {
+        Durability::Sync
+    } else {
+        Durability::Buffered
+    }
+}
+
+/// Builds a script while tracking the LSNs it will get (the engine assigns them densely).
+struct ScriptBuilder {
+    rng: SmallRng,
+    ops: Vec<Op>,
+    next: u64,
+    /// Bumped by each `truncate_after`, so records at reused LSNs differ from the old ones.
+    generation: u32,
+    batches: Vec<std::ops::Range<u64>>,
+    tag: String,
+}
+
+impl ScriptBuilder {
+    fn new(tag: String, seed: u64) -> Self {
+        ScriptBuilder {
+            rng: rng_for(seed, 1),
+            ops: Vec::new(),
+            next: 1,
+            generation: 0,
+            batches: Vec::new(),
+            tag,
+        }
+    }
+
+    fn record(&self, lsn: u64, len: usize) -> Vec<u8> {
+        let tag = format!("{} g{} lsn {lsn}", self.tag, self.generation);
+        record_bytes(&tag, len)
+    }
+
+    fn append(&mut self, len: usize, durability: Durability) {
+        let data = self.record(self.next, len);
+        self.ops.push(Op::Append(data, durability));
+        self.next += 1;
+    }
+
+    fn batch(&mut self, lens: &[usize], durability: Durability) {
+        let records: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| self.record(self.next + i as u64, *len))
+            .collect();
+        self.batches.push(self.next..self.next + lens.len() as u64);
+        self.next += lens.len() as u64;
+        self.ops.push(Op::Batch(records, durability));
+    }
+
+    /// `n` appends (a sixth of them batches of 2 or 3) of sizes in `sizes`.
+    fn appends(&mut self, n: usize, sizes: std::ops::Range<usize>, sync_share: f64) {
+        for _ in 0..n {
+            let d = durability(&mut self.rng, sync_share);
+            if self.rng.gen_range(0..6) == 0 {
+                let count = self.rng.gen_range(2..=3);
+                let lens: Vec<usize> = (0..count)
+                    .map(|_| self.rng.gen_range(sizes.clone()) / 2)
+                    .collect();
+                self.batch(&lens, d);
+            } else {
+                let len = self.rng.gen_range(sizes.clone());
+                self.append(len, d);
+            }
+        }
+    }
+
+    /// True when a log cut after `lsn` would split a batch.
+    fn splits_batch(&self, lsn: u64) -> bool {
+        self.batches
+            .iter()
+            .any(|b| b.start <= lsn && lsn + 1 < b.end)
+    }
+
+    fn truncate_after(&mut self, lsn: u64) {
+        self.ops.push(Op::TruncateAfter(lsn));
+        self.next = lsn + 1;
+        self.batches.retain(|b| b.end <= lsn + 1);
+        self.generation += 1;
+    }
+}
+
+/// ~40 appends of mixed sizes (1 byte to a few KiB), a few batches and syncs, mixed Sync
+/// and Buffered, on the smallest segments: several rotations (row 8).
+fn single_writer_workload(test: &'static str, seed: u64) -> Workload {
+    let mut b = ScriptBuilder::new(format!("single seed {seed}"), seed);
+    for _ in 0..40 {
+        let roll = b.rng.gen_range(0..100);
+        let d = durability(&mut b.rng, 0.5);
+        if roll < 8 {
+            b.ops.push(Op::Sync);
+        } else if roll < 16 {
+            let count = b.rng.gen_range(2..=4);
+            let lens: Vec<usize> = (0..count).map(|_| mixed_size(&mut b.rng)).collect();
+            b.batch(&lens, d);
+        } else {
+            let len = mixed_size(&mut b.rng);
+            b.append(len, d);
+        }
+    }
+    // Every fourth seed prepares segments on the background thread.
+    let background = seed % 4 == 3;
+    Workload {
+        test,
+        seed,
+        options: sim_options(SMALL_SEGMENT_BYTES).prepare_in_background(background),
+        plan: Plan::Script(b.ops),
+        deterministic: !background,
+        exercises: |stats| at_least("rotations", stats.rotations, 1),
+    }
+}
+
+/// Four threads appending at `Durability::Sync` at once (group commit under crashes).
+fn concurrent_workload(test: &'static str, seed: u64) -> Workload {
+    let mut rng = rng_for(seed, 1);
+    let threads: Vec<Vec<Vec<u8>>> = (0..4)
+        .map(|t| {
+            (0..8)
+                .map(|i| {
+                    let len = rng.gen_range(16..1500);
+                    record_bytes(&format!("concurrent seed {seed} thread {t} #{i}"), len)
+                })
+                .collect()
+        })
+        .collect();
+    let background = seed % 2 == 1;
+    Workload {
+        test,
+        seed,
+        options: sim_options(SMALL_SEGMENT_BYTES).prepare_in_background(background),
+        plan: Plan::Concurrent(threads),
+        deterministic: false,
+        exercises: |stats| {
+            at_least("records appended", stats.records_appended, 32)?;
+            at_least("rotations", stats.rotations, 1)
+        },
+    }
+}
+
+/// Records of 3-4 KiB on 16 KiB segments (12 KiB of frames each): a rotation every three
+/// appends. Runs of up to seven buffered appends (up to two rotations) end with a durable
+/// call, so one group commit often writes the headers of two new segments at once and a
+/// crash can keep the later header while losing the earlier one.
+fn rotation_heavy_workload(test: &'static str, seed: u64) -> Workload {
+    let mut b = ScriptBuilder::new(format!("rotation seed {seed}"), seed);
+    while b.ops.len() < 24 {
+        for _ in 0..b.rng.gen_range(0..=7) {
+            if b.rng.gen_range(0..5) == 0 {
+                let lens = [b.rng.gen_range(1400..2000), b.rng.gen_range(1400..2000)];
+                b.batch(&lens, Durability::Buffered);
+            } else {
+                let len = b.rng.gen_range(2900..4100);
+                b.append(len, Durability::Buffered);
+            }
+        }
+        match b.rng.gen_range(0..3) {
+            0 => b.ops.push(Op::Sync),
+            1 => {
+                let lens = [b.rng.gen_range(1400..2000), b.rng.gen_range(1400..2000)];
+                b.batch(&lens, Durability::Sync);
+            }
+            _ => {
+                let len = b.rng.gen_range(2900..4100);
+                b.append(len, Durability::Sync);
+            }
+        }
+    }
+    let background = seed % 4 == 3;
+    Workload {
+        test,
+        seed,
+        options: sim_options(SMALL_SEGMENT_BYTES).prepare_in_background(background),
+        plan: Plan::Script(b.ops),
+        deterministic: !background,
+        exercises: |stats| at_least("rotations", stats.rotations, 4),
+    }
+}
+
+/// Appends, sync, `truncate_before` (released segments are recycled as new ones, row 17),
+/// more appends, `truncate_after` (LSNs reused with new bytes), more appends and releases.
+fn truncation_workload(test: &'static str, seed: u64) -> Workload {
+    let mut b = ScriptBuilder::new(format!("truncation seed {seed}"), seed);
+    b.appends(14, 700..2500, 0.4);
+    b.ops.push(Op::Sync);
+    let low = b.rng.gen_range(b.next / 2..b.next);
+    b.ops.push(Op::TruncateBefore(low));
+    // A buffered append that may rotate, then a release up to it: the segment released
+    // last is followed by one whose header may not be durable yet.
+    let len = b.rng.gen_range(2000..3000);
+    b.append(len, Durability::Buffered);
+    let floor = b.next - 1;
+    b.ops.push(Op::TruncateBefore(floor));
+    // Enough appends that a cut in the first third releases two or three whole segments
+    // (newest first: a crash in between must leave a contiguous log).
+    b.appends(18, 700..2500, 0.4);
+    b.ops.push(Op::Sync);
+    let mut cut = b.rng.gen_range(floor..floor + (b.next - floor) / 3);
+    while b.splits_batch(cut) {
+        cut += 1;
+    }
+    b.truncate_after(cut);
+    b.appends(8, 700..2500, 0.5);
+    b.ops.push(Op::Sync);
+    let release = b.next - 2;
+    b.ops.push(Op::TruncateBefore(release));
+    b.appends(6, 700..2500, 0.5);
+    let background = seed % 4 == 3;
+    Workload {
+        test,
+        seed,
+        options: sim_options(SMALL_SEGMENT_BYTES)
+            .recycle_segments_max(2)
+            .prepare_in_background(background),
+        plan: Plan::Script(b.ops),
+        deterministic: !background,
+        exercises: |stats| {
+            at_least("segments released", stats.segments_released, 3)?;
+            at_least("segments recycled", stats.segments_recycled, 1)
+        },
+    }
+}
+
+#[test]
+fn single_writer() {
+    run_test("single_writer", 1_000, single_writer_workload);
+}
+
+#[test]
+fn concurrent_durable_writers() {
+    run_test("concurrent_durable_writers", 2_000, concurrent_workload);
+}
+
+#[test]
+fn rotation_heavy() {
+    run_test("rotation_heavy", 3_000, rotation_heavy_workload);
+}
+
+#[test]
+fn truncation_with_recycling() {
+    run_test("truncation_with_recycling", 4_000, truncation_workload);
+}
