@@ -25,7 +25,10 @@ pub struct CommittedTxn {
 /// A subscription to committed transactions. See [`Store::changes`].
 pub struct ChangeFeed {
     tail: TailReader,
+    /// First LSN read from the log (one before `from` when possible).
     start: u64,
+    /// First commit LSN yielded.
+    from: u64,
     pending: HashMap<u64, Vec<Write>>,
     inner: Arc<StoreInner>,
 }
@@ -42,10 +45,19 @@ impl Store {
     /// Committed transactions whose commit LSN is at least `from`, in commit order. Fails
     /// with `walden_log::Error::Truncated` if the log no longer holds `from`.
     pub fn changes(&self, from: Lsn) -> Result<ChangeFeed> {
-        let tail = self.wal().tail_from(from)?;
+        // A transaction's last Writes record sits just before its Commit in the same atomic
+        // batch, so a feed starting exactly at a commit LSN must read one record earlier to
+        // see that transaction's writes; commits before `from` are not yielded.
+        let read_from = Lsn(from
+            .get()
+            .saturating_sub(1)
+            .max(self.wal().first_lsn().get())
+            .max(1));
+        let tail = self.wal().tail_from(read_from.min(from))?;
         Ok(ChangeFeed {
             tail,
-            start: from.get(),
+            start: read_from.min(from).get(),
+            from: from.get(),
             pending: HashMap::new(),
             inner: self.inner.clone(),
         })
@@ -103,6 +115,9 @@ impl ChangeFeed {
                 first_spill_lsn,
             } => {
                 let mut changes = self.pending.remove(&txn_id).unwrap_or_default();
+                if rec.lsn.get() < self.from {
+                    return Ok(None);
+                }
                 if first_spill_lsn != 0 && first_spill_lsn < self.start {
                     changes = self.reread(txn_id, first_spill_lsn, rec.lsn.get())?;
                 }

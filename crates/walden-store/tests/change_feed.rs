@@ -54,3 +54,26 @@ fn feed_is_ordered_resumable_and_skips_aborts() {
     let t = feed.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
     assert_eq!(t.changes.len(), 10);
 }
+
+#[test]
+fn a_feed_starting_exactly_at_a_commit_lsn_gets_that_commit_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(tmp.path()).checkpoints(0, None)).unwrap();
+    store.put(b"ns", b"a", b"1").unwrap();
+    let mut tx = store.begin();
+    tx.put(b"ns", b"b", b"2").unwrap();
+    tx.put(b"ns", b"c", b"3").unwrap();
+    let lsn = tx.commit().unwrap().lsn;
+    let mut feed = store.changes(lsn).unwrap();
+    let t = feed.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(t.lsn, lsn);
+    assert_eq!(
+        t.changes.len(),
+        2,
+        "the writes logged just before the commit record"
+    );
+    assert!(feed
+        .next_timeout(Duration::from_millis(20))
+        .unwrap()
+        .is_none());
+}
