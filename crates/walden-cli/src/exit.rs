@@ -29,6 +29,17 @@ pub enum Status {
 /// The status for an error that stopped a command.
 const ERROR: u8 = 3;
 
+impl Status {
+    /// The outcome of a server command that reports a plain code: 0 is success; any other
+    /// code becomes an error (status 3), never a damage status.
+    pub fn from_code(code: i32) -> anyhow::Result<Self> {
+        match code {
+            0 => Ok(Status::Success),
+            other => Err(anyhow::anyhow!("command failed with status {other}")),
+        }
+    }
+}
+
 impl From<Status> for ExitCode {
     fn from(s: Status) -> Self {
         ExitCode::from(s as u8)

@@ -1,7 +1,8 @@
-//! The `walden` command line: operator tools over a walden log directory.
+//! The `walden` command line: the shared memory server (`serve`), its client commands
+//! (`status`, `checkpoint`), and operator tools over a walden log directory (`log`).
 //!
-//! `main` only parses, dispatches and turns the outcome into an exit status; the commands
-//! live in [`log_cmd`]. Every failure ends as one line `walden: <message>` on stderr and a
+//! `main` only parses, dispatches and turns the outcome into an exit status; the log tools
+//! live in [`log_cmd`], the server and its clients in the walden-server crate. Every failure ends as one line `walden: <message>` on stderr and a
 //! non-zero status (see [`exit`]), never a panic or a multi-line usage dump.
 
 mod exit;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 #[command(
     name = "walden",
     version,
-    about = "Tools for walden write-ahead logs",
+    about = "walden: a crash-safe shared memory server on a write-ahead log, and its tools",
     after_help = exit::EXIT_STATUS_HELP
 )]
 struct Cli {
@@ -25,6 +26,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the server on a local data directory (default ./walden-data, loopback).
+    Serve(walden_server::ServeArgs),
+    /// Show a running server's LSNs, log size and uptime.
+    Status(walden_server::StatusArgs),
+    /// Ask a running server to take a checkpoint now.
+    Checkpoint(walden_server::CheckpointArgs),
     /// Read-only tools for a log directory: dump records, verify, inspect segments.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
         Err(e) => return exit::clap_error(&e),
     };
     let outcome = match cli.command {
+        Command::Serve(args) => args.run().and_then(exit::Status::from_code),
+        Command::Status(args) => args.run().and_then(exit::Status::from_code),
+        Command::Checkpoint(args) => args.run().and_then(exit::Status::from_code),
         Command::Log(cmd) => log_cmd::run(cmd),
     };
     match outcome {

@@ -1,0 +1,187 @@
+//! Single keys: `PUT`, `GET`, `DELETE /v1/ns/{ns}/kv/{key}` and `.../history`.
+
+use super::{check_key, check_ns, json_ok, path_segment, read_body, CONFLICT_RETRIES};
+use crate::encoding::{put_bytes, Query};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use walden_store::{CommitInfo, Precondition, Store, Transaction};
+
+/// Response header: the value's version.
+pub const VERSION_HEADER: &str = "x-walden-version";
+/// Response header: the LSN of the commit that wrote the value.
+pub const LSN_HEADER: &str = "x-walden-lsn";
+/// Response header: commit time of the value, milliseconds since the Unix epoch.
+pub const COMMIT_TIME_HEADER: &str = "x-walden-commit-time-ms";
+
+/// Namespace (segment 3) and key (segment 5) of `/v1/ns/{ns}/kv/{key}...`, checked.
+fn ns_key(state: &AppState, uri: &Uri) -> ApiResult<(Vec<u8>, Vec<u8>)> {
+    let ns = path_segment(uri, 3, "namespace")?;
+    let key = path_segment(uri, 5, "key")?;
+    check_ns(state, &ns)?;
+    check_key(state, &key)?;
+    Ok((ns, key))
+}
+
+/// Commits the transaction `build` makes, retrying spurious write-write conflicts (see
+/// [`CONFLICT_RETRIES`]). Returns once the commit is durable.
+pub(crate) fn commit_retrying(
+    store: &Store,
+    build: impl Fn(&mut Transaction<'_>) -> walden_store::Result<()>,
+) -> ApiResult<CommitInfo> {
+    let mut tries = 0;
+    loop {
+        let mut tx = store.begin();
+        build(&mut tx)?;
+        match tx.commit() {
+            Err(walden_store::Error::Conflict { .. }) if tries < CONFLICT_RETRIES => {
+                // The competing commit is appended but not yet durable and visible: help
+                // it become durable (one shared fdatasync), give it a moment to publish.
+                tries += 1;
+                store.wal().sync().map_err(walden_store::Error::from)?;
+                std::thread::sleep(std::time::Duration::from_micros(20 << tries.min(8)));
+            }
+            other => return other.map_err(ApiError::from),
+        }
+    }
+}
+
+fn precondition(q: &Query) -> ApiResult<Option<Precondition>> {
+    match (q.u64("if_version")?, q.bool("if_absent")?) {
+        (Some(_), Some(true)) => Err(ApiError::bad_request(
+            "bad_query",
+            "give either if_version or if_absent=true, not both",
+        )),
+        (Some(v), _) => Ok(Some(Precondition::Version(v))),
+        (None, Some(true)) => Ok(Some(Precondition::Absent)),
+        (None, _) => Ok(None),
+    }
+}
+
+fn written(info: &CommitInfo) -> Response {
+    let version = info.versions.first().map_or(0, |(_, _, v)| *v);
+    json_ok(json!({ "lsn": info.lsn.get(), "version": version }))
+}
+
+/// `PUT /v1/ns/{ns}/kv/{key}`: body = value; answers once durable.
+pub async fn put_value(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let (ns, key) = ns_key(&state, &uri)?;
+    let q = Query::parse(uri.query(), &["if_version", "if_absent"])?;
+    let pre = precondition(&q)?;
+    let limit = state.0.limits.value_bytes_max;
+    let value = read_body(&headers, body, limit, "value", "--max-value-bytes").await?;
+    let info = state
+        .blocking(move |store| {
+            commit_retrying(store, |tx| {
+                if let Some(p) = pre {
+                    tx.require(&ns, &key, p)?;
+                }
+                tx.put(&ns, &key, &value)
+            })
+        })
+        .await?;
+    Ok(written(&info))
+}
+
+fn not_found(current_version: u64) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key")
+        .with("current_version", current_version)
+}
+
+/// `GET /v1/ns/{ns}/kv/{key}`: the raw value, version and LSN in headers.
+pub async fn get_value(State(state): State<AppState>, uri: Uri) -> ApiResult {
+    let (ns, key) = ns_key(&state, &uri)?;
+    Query::parse(uri.query(), &[])?;
+    let store = state.store();
+    let Some(v) = store.get(&ns, &key) else {
+        return Err(not_found(store.version(&ns, &key)));
+    };
+    let mut r = v.value.to_vec().into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    for (name, n) in [
+        (VERSION_HEADER, v.version),
+        (LSN_HEADER, v.lsn),
+        (COMMIT_TIME_HEADER, v.commit_time_ms),
+    ] {
+        h.insert(HeaderName::from_static(name), HeaderValue::from(n));
+    }
+    Ok(r)
+}
+
+/// `DELETE /v1/ns/{ns}/kv/{key}`: 404 when there is no live value (nothing is written);
+/// `?if_version=N` deletes only that version.
+pub async fn delete_value(State(state): State<AppState>, uri: Uri) -> ApiResult {
+    let (ns, key) = ns_key(&state, &uri)?;
+    let q = Query::parse(uri.query(), &["if_version"])?;
+    let wanted = q.u64("if_version")?;
+    let info = state
+        .blocking(move |store| {
+            let mut tries = 0;
+            loop {
+                let Some(current) = store.get(&ns, &key) else {
+                    return Err(not_found(store.version(&ns, &key)));
+                };
+                // Delete exactly the version just read, so a racing delete cannot make this
+                // one write a second tombstone.
+                let expect = wanted.unwrap_or(current.version);
+                let outcome = commit_retrying(store, |tx| {
+                    tx.require(&ns, &key, Precondition::Version(expect))?;
+                    tx.delete(&ns, &key)
+                });
+                match outcome {
+                    Err(e)
+                        if e.code == "precondition_failed"
+                            && wanted.is_none()
+                            && tries < CONFLICT_RETRIES =>
+                    {
+                        tries += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await?;
+    Ok(written(&info))
+}
+
+/// `GET /v1/ns/{ns}/kv/{key}/history`: the kept versions, oldest first.
+pub async fn history(State(state): State<AppState>, uri: Uri) -> ApiResult {
+    let (ns, key) = ns_key(&state, &uri)?;
+    Query::parse(uri.query(), &[])?;
+    let versions = state.store().history(&ns, &key);
+    if versions.is_empty() {
+        return Err(not_found(0));
+    }
+    let list: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let mut m = Map::new();
+            m.insert("version".into(), json!(v.version));
+            m.insert("lsn".into(), json!(v.lsn));
+            m.insert("commit_time_ms".into(), json!(v.commit_time_ms));
+            m.insert("deleted".into(), json!(v.value.is_none()));
+            if let Some(value) = &v.value {
+                put_bytes(&mut m, "value", value);
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut out = Map::new();
+    put_bytes(&mut out, "ns", &ns);
+    put_bytes(&mut out, "key", &key);
+    out.insert("versions".into(), Value::Array(list));
+    Ok(json_ok(Value::Object(out)))
+}

@@ -1,0 +1,223 @@
+//! The HTTP routes and the layers around them.
+//!
+//! Layers, outside in: panic guard (a bug answers 500 JSON, the server lives on) → bearer
+//! token → routing → per-route metrics → handler. Unknown routes and methods answer JSON
+//! errors too.
+
+mod admin;
+mod kv;
+mod scan;
+mod txn;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::{FutureExt as _, StreamExt as _};
+use std::panic::AssertUnwindSafe;
+
+/// Every route: (method, path template as in the OpenAPI document).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("put", "/v1/ns/{ns}/kv/{key}"),
+    ("get", "/v1/ns/{ns}/kv/{key}"),
+    ("delete", "/v1/ns/{ns}/kv/{key}"),
+    ("get", "/v1/ns/{ns}/kv/{key}/history"),
+    ("get", "/v1/ns/{ns}/scan"),
+    ("post", "/v1/txn"),
+    ("get", "/v1/changes"),
+    ("post", "/v1/checkpoint"),
+    ("get", "/v1/status"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+];
+
+/// The complete application: routes, auth, metrics, JSON errors.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/ns/{ns}/kv/{key}",
+            get(kv::get_value)
+                .put(kv::put_value)
+                .delete(kv::delete_value),
+        )
+        .route("/v1/ns/{ns}/kv/{key}/history", get(kv::history))
+        .route("/v1/ns/{ns}/scan", get(scan::scan))
+        .route("/v1/txn", post(txn::txn))
+        .route("/v1/changes", get(crate::sse::changes))
+        .route("/v1/checkpoint", post(admin::checkpoint))
+        .route("/v1/status", get(admin::status))
+        .route("/healthz", get(admin::healthz))
+        .route("/metrics", get(admin::metrics))
+        .route("/v1/openapi.json", get(admin::openapi))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_token,
+        ))
+        .layer(middleware::from_fn(catch_panic))
+        .with_state(state)
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!(
+            "no route for {} {} (see /v1/openapi.json; keys and namespaces must be \
+             percent-encoded, `/` as %2F)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| template_matches(p, req.uri().path()))
+        .map(|(m, _)| *m)
+        .collect();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {} (allowed: {})",
+            req.method(),
+            req.uri().path(),
+            allowed.join(", ").to_uppercase()
+        ),
+    )
+}
+
+fn template_matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+}
+
+async fn catch_panic(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(%method, %path, "handler panicked");
+            ApiError::internal("the server hit a bug handling this request; it was not applied")
+                .into_response()
+        }
+    }
+}
+
+/// The raw (still percent-encoded) path segment at `index` (0 is the empty one before the
+/// first `/`), decoded strictly.
+pub(crate) fn path_segment(uri: &Uri, index: usize, what: &str) -> ApiResult<Vec<u8>> {
+    let raw = uri.path().split('/').nth(index).unwrap_or("");
+    crate::encoding::percent_decode(raw, false)
+        .map_err(|e| ApiError::bad_request("bad_path", format!("{what} in the path: {e}")))
+}
+
+/// Reads the body, refusing more than `limit` bytes (413) before buffering them.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+    flag: &str,
+) -> ApiResult<Vec<u8>> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(ApiError::too_large(what, len, limit as u64, flag));
+        }
+    }
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("bad_body", format!("could not read the request body: {e}"))
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(
+                what,
+                (out.len() + chunk.len()) as u64,
+                limit as u64,
+                flag,
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A JSON 200 response.
+pub(crate) fn json_ok(value: serde_json::Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+/// Checks a namespace against the limits (non-empty, not too long).
+pub(crate) fn check_ns(state: &AppState, ns: &[u8]) -> ApiResult<()> {
+    if ns.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "the namespace must not be empty",
+        ));
+    }
+    let max = state.0.limits.namespace_bytes_max;
+    if ns.len() > max {
+        return Err(ApiError::too_large(
+            "namespace",
+            ns.len() as u64,
+            max as u64,
+            "--max-namespace-bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a key against the limits.
+pub(crate) fn check_key(state: &AppState, key: &[u8]) -> ApiResult<()> {
+    let max = state.0.limits.key_bytes_max;
+    if key.len() > max {
+        return Err(ApiError::too_large(
+            "key",
+            key.len() as u64,
+            max as u64,
+            "--max-key-bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// How often a blind write is retried after a spurious write-write conflict. The HTTP API
+/// reads nothing inside a transaction, so a `Conflict` only means another commit of the
+/// same key landed between snapshot and commit; preconditions are always checked against
+/// the latest state, so retrying is safe.
+pub(crate) const CONFLICT_RETRIES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn templates_match_paths() {
+        assert!(template_matches("/v1/ns/{ns}/kv/{key}", "/v1/ns/a/kv/b"));
+        assert!(!template_matches("/v1/ns/{ns}/kv/{key}", "/v1/ns/a/kv/"));
+        assert!(!template_matches("/v1/status", "/v1/statu"));
+    }
+}

@@ -1,0 +1,146 @@
+//! TLS: with `--tls-cert` and `--tls-key` (PEM) the server speaks HTTPS only, and the
+//! `status` command reaches it with `--ca-cert`. The certificate is made by `openssl`.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+use std::process::Command;
+use support::*;
+
+fn path(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn serves_https_with_a_pem_certificate() {
+    let dir = tempdir();
+    let p = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<String>; 3] = [
+        // A test CA...
+        ["req", "-x509", "-days", "2", "-subj", "/CN=walden-test-ca"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain([
+                "-keyout".into(),
+                path(&p("ca.key")),
+                "-out".into(),
+                path(&ca),
+            ])
+            .collect(),
+        // ...a server key and request...
+        ["req", "-subj", "/CN=127.0.0.1"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain([
+                "-keyout".into(),
+                path(&key),
+                "-out".into(),
+                path(&p("leaf.csr")),
+            ])
+            .collect(),
+        // ...signed by the CA for 127.0.0.1.
+        ["x509", "-req", "-days", "2", "-CAcreateserial"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["-in".into(), path(&p("leaf.csr")), "-CA".into(), path(&ca)])
+            .chain([
+                "-CAkey".into(),
+                path(&p("ca.key")),
+                "-out".into(),
+                path(&cert),
+            ])
+            .chain(["-extfile".into(), path(&p("ext.cnf"))])
+            .collect(),
+    ];
+    for args in steps {
+        let made = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl (Debian package openssl) is needed for this test");
+        assert!(
+            made.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+
+    let s = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(s.base.starts_with("https://127.0.0.1:"), "{}", s.base);
+
+    // The library's client, trusting the test CA.
+    let client = walden_server::Client::new(&s.base, None, Some(&ca)).unwrap();
+    assert_eq!(client.get_json("/healthz").unwrap()["status"], "ok");
+    assert!(client.get_json("/v1/status").unwrap()["durable_lsn"].is_u64());
+    // Without trusting it, the handshake fails.
+    let stranger = walden_server::Client::new(&s.base, None, None).unwrap();
+    assert!(stranger.get_json("/healthz").is_err());
+    // Plain HTTP on the TLS port gets nothing useful.
+    let plain = s.base.replace("https://", "http://");
+    assert!(
+        try_call(&agent(), "GET", &format!("{plain}/healthz"), None, &[])
+            .map_or(true, |r| r.status != 200)
+    );
+
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--server", &s.base, "--ca-cert"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A key that does not fit the certificate is refused at startup.
+    let other_key = dir.path().join("other.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let failure = Server::start_env(
+        &dir.path().join("data2"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            other_key.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .err()
+    .expect("a mismatched key must be refused");
+    assert!(failure.stderr.contains("do not fit"), "{}", failure.stderr);
+}
