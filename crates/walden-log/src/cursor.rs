@@ -260,7 +260,12 @@ impl FrameCursor {
     fn next_nonzero(&self, at: u64) -> u64 {
         let start = at.saturating_sub(self.buf_at) as usize;
         let window = self.buf.get(start..).unwrap_or_default();
-        let skip = window.iter().position(|&b| b != 0).unwrap_or(window.len()) as u64;
+        // 64 bytes at a time: recovery skips tens of MiB of zeros at the end of the active
+        // segment, and a byte-at-a-time search dominated recovery time (callgrind).
+        let skip = window
+            .chunks(64)
+            .position(|c| c.iter().fold(0u8, |acc, &b| acc | b) != 0)
+            .map_or(window.len(), |i| i * 64) as u64;
         let next = (at + skip) & !(FRAME_ALIGN_BYTES - 1);
         next.max(at + FRAME_ALIGN_BYTES)
     }
