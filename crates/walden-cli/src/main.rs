@@ -32,6 +32,9 @@ enum Command {
     Status(walden_server::StatusArgs),
     /// Ask a running server to take a checkpoint now.
     Checkpoint(walden_server::CheckpointArgs),
+    /// Measure walden beside the physical floor and its peers, in one run (see
+    /// docs/BENCHMARKS.md; `--quick` for a seconds-long smoke run).
+    Bench(walden_bench::BenchArgs),
     /// Read-only tools for a log directory: dump records, verify, inspect segments.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -46,6 +49,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => args.run().and_then(exit::Status::from_code),
         Command::Status(args) => args.run().and_then(exit::Status::from_code),
         Command::Checkpoint(args) => args.run().and_then(exit::Status::from_code),
+        Command::Bench(args) => walden_bench::run(args).map(|report| {
+            print!("{}", report.to_markdown());
+            exit::Status::Success
+        }),
         Command::Log(cmd) => log_cmd::run(cmd),
     };
     match outcome {
