@@ -41,6 +41,7 @@ mod stats;
 pub mod storage;
 mod truncate;
 mod wal;
+mod watch;
 
 pub use error::{Error, Location, Result};
 pub use inspect::{
