@@ -29,6 +29,9 @@ pub struct LogReader {
     inner: Arc<Inner>,
     next: u64,
     segment: Option<(u64, FrameCursor)>,
+    /// The chain value the next frame must carry (`prev_crc`), as recovery checked it;
+    /// `None` right after stepping over a hole, where recovery resumed on any valid frame.
+    chain: Option<u32>,
     batch: VecDeque<Record>,
 }
 
@@ -47,6 +50,7 @@ impl Wal {
             inner: self.inner.clone(),
             next: from.0,
             segment: None,
+            chain: None,
             batch: VecDeque::new(),
         })
     }
@@ -91,6 +95,26 @@ impl LogReader {
                 Step::Frame(f) => {
                     let count = f.record_count();
                     let first = f.header.lsn;
+                    // Follow the chain as recovery did: a frame with a valid checksum that
+                    // does not follow the frame before it was rejected by recovery (or is
+                    // damage); it must never be returned (found by fuzz/segment_file).
+                    if self.chain.is_some_and(|c| c != f.header.prev_crc) {
+                        if !self.inner.report.skipped.is_empty() {
+                            if let Some((_, cursor)) = self.segment.as_mut() {
+                                cursor.seek_to(at);
+                                if cursor.skip_damage(self.next) {
+                                    self.chain = None;
+                                    continue;
+                                }
+                            }
+                        }
+                        return Err(self.damage(
+                            id,
+                            at,
+                            "chain broken: frame does not follow the frame before it",
+                        ));
+                    }
+                    self.chain = Some(f.header.crc);
                     if first.saturating_add(count) <= self.next {
                         continue;
                     }
@@ -109,6 +133,7 @@ impl LogReader {
                             if let Some((_, cursor)) = self.segment.as_mut() {
                                 cursor.seek_to(at);
                                 if cursor.skip_damage(self.next) {
+                                    self.chain = None;
                                     continue;
                                 }
                             }
@@ -173,6 +198,7 @@ impl LogReader {
                         if let Some((_, cursor)) = self.segment.as_mut() {
                             cursor.seek_to(at);
                             if cursor.skip_damage(self.next) {
+                                self.chain = None;
                                 continue;
                             }
                         }
@@ -217,6 +243,7 @@ impl LogReader {
             .map_err(|e| Error::io("stat", &entry.path, e))?;
         let cursor = FrameCursor::at(entry.file.clone(), entry.seed, len, DATA_OFFSET);
         self.segment = Some((entry.id, cursor));
+        self.chain = Some(entry.prev_chain);
         Ok(())
     }
 

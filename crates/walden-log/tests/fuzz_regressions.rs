@@ -178,9 +178,8 @@ fn header_with_first_lsn_zero_is_invalid() {
 /// `SkipCorrupt` skips LSN 1 and resumes at LSN 2, so the next append gets LSN 3; but
 /// `read_from(3)` walks the segment from its start, takes the rejected batch (its CRC
 /// verifies; the reader does not check the chain) and returns that batch's third record as
-/// LSN 3 instead of the appended one. Open: the reader must skip what recovery skipped.
+/// LSN 3 instead of the appended one. Fixed: the reader follows the chain as recovery did.
 #[test]
-#[ignore = "open bug: SkipCorrupt reader returns a record of a frame recovery rejected"]
 fn skip_corrupt_reader_does_not_return_rejected_frames() {
     use walden_log::format::{encode_batch_frame, encode_record_frame};
     let header = SegmentHeader {
