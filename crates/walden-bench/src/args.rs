@@ -63,11 +63,32 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2000)]
     pub tail_rate: u32,
 
-    /// Workloads to run, comma separated (w1,w2,w3,w4,w5; default all).
+    /// W6: concurrent store writers (threads), comma separated (default 1,4,16,64; quick 1,4).
+    #[arg(long, value_delimiter = ',')]
+    pub store_writers: Option<Vec<usize>>,
+
+    /// W6: committed transactions in the stores whose recovery is timed, comma separated
+    /// (default 10000,50000,200000; quick 300,1500).
+    #[arg(long, value_delimiter = ',')]
+    pub store_txns: Option<Vec<u64>>,
+
+    /// W7: concurrent clients, comma separated (default 1,16,64,256; quick 1,16).
+    #[arg(long, value_delimiter = ',')]
+    pub clients: Option<Vec<usize>>,
+
+    /// W6 and W7: bytes per value written (default 100).
+    #[arg(long)]
+    pub value_bytes: Option<usize>,
+
+    /// The Redis peer script of W7 (default: scripts/redis-peer.sh of this repository).
+    #[arg(long)]
+    pub redis_script: Option<PathBuf>,
+
+    /// Workloads to run, comma separated (w1,...,w7; default all).
     #[arg(long, value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
 
-    /// Peers to run, comma separated (sqlite,okaywal,rocksdb,postgresql; default all; `none`
+    /// Peers to run, comma separated (sqlite,okaywal,rocksdb,postgresql,redis; default all; `none`
     /// for walden and the floor only). A peer left out is reported as missing, with this
     /// flag as the reason.
     #[arg(long, value_delimiter = ',')]
@@ -89,10 +110,17 @@ pub struct BenchArgs {
 }
 
 /// The workloads, in report order.
-pub const WORKLOADS: [&str; 5] = ["W1", "W2", "W3", "W4", "W5"];
+pub const WORKLOADS: [&str; 7] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"];
 
-/// Peers a user would pick instead of walden (the floor is always run).
+/// Peers a user would pick instead of walden-log (the floor is always run): every one has a
+/// row in W1 to W5.
 pub const PEERS: [&str; 4] = ["sqlite", "okaywal", "rocksdb", "postgresql"];
+
+/// Peers a user would pick instead of the walden server (W7).
+pub const SERVER_PEERS: [&str; 2] = ["redis", "postgresql"];
+
+/// Every name `--peers` accepts.
+const ALL_PEERS: [&str; 5] = ["sqlite", "okaywal", "rocksdb", "postgresql", "redis"];
 
 /// Resolved sizes and durations.
 #[derive(Debug, Clone)]
@@ -114,6 +142,14 @@ pub(crate) struct Plan {
     pub segment_bytes: u64,
     pub workloads: Vec<String>,
     pub peers: Vec<String>,
+    /// W6 writer threads.
+    pub store_writers: Vec<usize>,
+    /// W6 transactions per store whose recovery is timed.
+    pub store_txns: Vec<u64>,
+    /// W7 concurrent clients.
+    pub clients: Vec<usize>,
+    /// W6 and W7 value size.
+    pub value_bytes: usize,
 }
 
 impl Plan {
@@ -136,7 +172,35 @@ impl Plan {
             bail!("--writers must be within 1..=4096");
         }
         let workloads = normalize(a.workloads.as_deref(), &WORKLOADS, "workload")?;
-        let peers = normalize(a.peers.as_deref(), &PEERS, "peer")?;
+        let peers = normalize(a.peers.as_deref(), &ALL_PEERS, "peer")?;
+        let store_writers =
+            a.store_writers
+                .clone()
+                .unwrap_or(if q { vec![1, 4] } else { vec![1, 4, 16, 64] });
+        let clients =
+            a.clients
+                .clone()
+                .unwrap_or(if q { vec![1, 16] } else { vec![1, 16, 64, 256] });
+        if store_writers
+            .iter()
+            .chain(&clients)
+            .any(|&w| w == 0 || w > 4096)
+        {
+            bail!("--store-writers and --clients must be within 1..=4096");
+        }
+        let mut store_txns = a.store_txns.clone().unwrap_or(if q {
+            vec![300, 1500]
+        } else {
+            vec![10_000, 50_000, 200_000]
+        });
+        store_txns.sort_unstable();
+        if store_txns.is_empty() || store_txns.iter().any(|n| !(10..=100_000_000).contains(n)) {
+            bail!("--store-txns must be within 10..=100000000");
+        }
+        let value_bytes = a.value_bytes.unwrap_or(100);
+        if value_bytes == 0 || value_bytes > 1 << 20 {
+            bail!("--value-bytes must be within 1..=1 MiB");
+        }
         let tail_rate = a.tail_rate.max(1);
         let tail_seconds = if q { 0.5 } else { 10.0 };
         Ok(Plan {
@@ -159,6 +223,10 @@ impl Plan {
             segment_bytes: if q { 1 << 20 } else { 64 << 20 },
             workloads,
             peers,
+            store_writers,
+            store_txns,
+            clients,
+            value_bytes,
         })
     }
 

@@ -17,6 +17,14 @@
 //!   `posix_fadvise(DONTNEED)`): GB/s and peak memory of a child process that only opens it.
 //! - **W5** tailing: a durable writer at a fixed rate, a `tail_from` reader: lag p50/p99.
 //!
+//! Issue 4 (walden-store) and issue 5 (the server):
+//! - **W6** store transactions: commits/s from 1 to 64 writers at `Durability::Sync`, beside
+//!   walden-log appending the same bytes per durable operation; recovery time against log
+//!   length with and without checkpoints (`store_workload`).
+//! - **W7** server: durable single-key writes from 1 to 256 clients over loopback against
+//!   the walden server, Redis (`appendfsync always`, scripts/redis-peer.sh) and PostgreSQL
+//!   (`synchronous_commit=on`), driven the same way (`server_workload`).
+//!
 //! Every figure carries its durability; figures are medians of `--reps` repetitions (run
 //! interleaved, so drift spreads over all systems); ratios of walden to every other system
 //! are computed within the run. Speed is never asserted: `--quick` proves only that every
@@ -31,9 +39,11 @@ mod measure;
 mod pg;
 mod recover;
 mod report;
+mod server_workload;
+mod store_workload;
 mod workloads;
 
-pub use args::{parse_bytes, BenchArgs, PEERS, WORKLOADS};
+pub use args::{parse_bytes, BenchArgs, PEERS, SERVER_PEERS, WORKLOADS};
 pub use recover::{recover_only, RecoverOnly};
 pub use report::{Durability, Machine, Metrics, Ratio, Report, Row, Status, Target};
 
@@ -102,6 +112,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if plan.runs("W5") {
         workloads::w5(&plan, &root, &mut rows)?;
     }
+    if plan.runs("W6") {
+        store_workload::w6(&plan, &root, &mut rows)?;
+    }
+    if plan.runs("W7") {
+        server_workload::w7(&plan, &root, args.redis_script.as_deref(), &mut rows)?;
+    }
     for w in WORKLOADS {
         if !plan.runs(w) {
             notes.push(format!("{w} was not run (--workloads)."));
@@ -163,7 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Report> {
 /// The figure each workload is compared on.
 fn primary(workload: &str, m: &Metrics) -> Option<(&'static str, f64)> {
     match workload {
-        "W1" | "W2" => m.ops_per_sec.map(|v| ("ops_per_sec", v)),
+        "W1" | "W2" | "W6" | "W7" => m.ops_per_sec.map(|v| ("ops_per_sec", v)),
         "W3" => m.mb_per_sec.map(|v| ("mb_per_sec", v)),
         "W4" => m.gb_per_sec.map(|v| ("gb_per_sec", v)),
         _ => None,
@@ -313,5 +329,51 @@ fn targets(r: &Report, quick: bool) -> Vec<Target> {
         peak.map_or("no data".into(), |v| format!("{v:.1} MiB")),
         peak.map(|v| v < 64.0),
     );
+    let x = ratio("W6", "64 writers", store_workload::LOG_SYSTEM);
+    push(
+        "W6 64 writers: store commits ≥ 0.8× walden-log's W2 rate for the same bytes",
+        fmt_ratio(x),
+        x.map(|v| v >= 0.8),
+    );
+    let flat = recovery_growth(r, store_workload::CHECKPOINTS);
+    let linear = recovery_growth(r, store_workload::NO_CHECKPOINTS);
+    push(
+        "W6 recovery with checkpoints flat as the log grows (largest store ≤ 2× the smallest's time)",
+        match (flat, linear) {
+            (Some((a, b, grew)), Some((c, d, _))) => format!(
+                "{a:.1} → {b:.1} ms as the log grew {grew:.0}× (without checkpoints {c:.1} → {d:.1} ms)"
+            ),
+            _ => "no data".into(),
+        },
+        flat.map(|(a, b, _)| b <= 2.0 * a),
+    );
+    let x = ratio("W7", "64 clients", "redis");
+    push(
+        "W7 64 clients: acknowledged durable writes ≥ Redis (appendfsync always)",
+        fmt_ratio(x),
+        x.map(|v| v >= 1.0),
+    );
+    let x = ratio("W7", "64 clients", "postgresql");
+    push(
+        "W7 64 clients: ≥ 2× PostgreSQL (synchronous_commit on)",
+        fmt_ratio(x),
+        x.map(|v| v >= 2.0),
+    );
     t
+}
+
+/// W6 recovery of `system`: (ms at the smallest store, ms at the largest, how many times
+/// more transactions the largest holds).
+fn recovery_growth(r: &Report, system: &str) -> Option<(f64, f64, f64)> {
+    let rows: Vec<&Row> = r
+        .rows_of("W6")
+        .filter(|x| x.system == system && x.status == Status::Measured)
+        .collect();
+    let first = rows.first()?;
+    let last = rows.last()?;
+    Some((
+        first.metrics.recovery_ms?,
+        last.metrics.recovery_ms?,
+        last.metrics.count? / first.metrics.count?.max(1.0),
+    ))
 }

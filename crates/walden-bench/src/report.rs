@@ -63,12 +63,21 @@ pub struct Metrics {
     pub peak_rss_mib: Option<f64>,
     /// Records (or bytes, for reads) the figure covers, summed over the repetitions.
     pub count: Option<f64>,
+    /// `fdatasync` calls of the log during the measurement (W6).
+    #[serde(default)]
+    pub fsyncs: Option<f64>,
+    /// Time to open (recover) a store, milliseconds (W6).
+    #[serde(default)]
+    pub recovery_ms: Option<f64>,
+    /// Log records recovery read (W6, `StoreRecoveryReport::log_records_read`).
+    #[serde(default)]
+    pub log_records_read: Option<f64>,
 }
 
 /// One measured (or missing) thing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
-    /// "W1" ... "W5".
+    /// "W1" ... "W7".
     pub workload: String,
     /// The case within the workload: "128 B", "64 writers", "warm", ...
     pub case: String,
@@ -287,7 +296,7 @@ impl Report {
         }
         if !self.targets.is_empty() {
             let _ = writeln!(s);
-            let _ = writeln!(s, "### Targets (issue 3)");
+            let _ = writeln!(s, "### Targets (issues 3, 4 and 5)");
             let _ = writeln!(s);
             let _ = writeln!(s, "| target | this run | met |");
             let _ = writeln!(s, "|---|---|---|");
@@ -331,6 +340,22 @@ fn columns(workload: &str) -> Vec<(&'static str, Getter)> {
             ("GB/s", |m| m.gb_per_sec),
             ("peak RSS MiB", |m| m.peak_rss_mib),
         ],
+        "W6" => vec![
+            ("commits/s", |m| m.ops_per_sec),
+            ("log MB/s", |m| m.mb_per_sec),
+            ("fsyncs", |m| m.fsyncs),
+            ("commits/fsync", |m| m.records_per_fsync),
+            ("p50 µs", |m| m.p50_us),
+            ("p99 µs", |m| m.p99_us),
+            ("recovery ms", |m| m.recovery_ms),
+            ("log records read", |m| m.log_records_read),
+        ],
+        "W7" => vec![
+            ("acked writes/s", |m| m.ops_per_sec),
+            ("p50 µs", |m| m.p50_us),
+            ("p99 µs", |m| m.p99_us),
+            ("p99.9 µs", |m| m.p999_us),
+        ],
         _ => vec![
             ("lag p50 µs", |m| m.p50_us),
             ("lag p99 µs", |m| m.p99_us),
@@ -345,6 +370,8 @@ fn workload_title(w: &str) -> &'static str {
         "W2" => "W2 group commit (concurrent durable writers)",
         "W3" => "W3 buffered ingest (one sync at the end)",
         "W4" => "W4 recovery (open and verify the whole log)",
+        "W6" => "W6 store: transaction commits and recovery (walden-store)",
+        "W7" => "W7 server: durable single-key writes over loopback (walden serve)",
         _ => "W5 tailing (durable writer at a fixed rate, tailing reader)",
     }
 }

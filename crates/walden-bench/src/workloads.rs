@@ -65,6 +65,9 @@ impl Cell {
                 records_per_fsync: med(|m| m.records_per_fsync),
                 peak_rss_mib: med(|m| m.peak_rss_mib),
                 count: Some(s.iter().filter_map(|m| m.count).sum()),
+                fsyncs: med(|m| m.fsyncs),
+                recovery_ms: med(|m| m.recovery_ms),
+                log_records_read: med(|m| m.log_records_read),
             }
         } else {
             Metrics::default()
@@ -235,7 +238,7 @@ fn durable_once(
     Ok(sample.metrics(record_len))
 }
 
-fn progress(cell: &Cell, rep: u32, reps: u32, m: &Metrics) {
+pub(crate) fn progress(cell: &Cell, rep: u32, reps: u32, m: &Metrics) {
     let mut s = format!(
         "[{} {}] {} rep {}/{}:",
         cell.workload,
@@ -261,6 +264,12 @@ fn progress(cell: &Cell, rep: u32, reps: u32, m: &Metrics) {
     }
     if let Some(v) = m.peak_rss_mib {
         s += &format!(" peak {v:.1} MiB");
+    }
+    if let Some(v) = m.recovery_ms {
+        s += &format!(" recovery {v:.1} ms");
+    }
+    if let Some(v) = m.log_records_read {
+        s += &format!(" {v:.0} log records read");
     }
     eprintln!("{s}");
 }
