@@ -430,6 +430,12 @@ impl Wal {
         Lsn(self.inner.read_table().first_lsn())
     }
 
+    /// Record payload bytes appended since open; cheap (one atomic load), unlike
+    /// [`Wal::stats`], which copies the latency histograms.
+    pub fn bytes_appended(&self) -> u64 {
+        self.inner.stats.bytes_appended.load(Ordering::Relaxed)
+    }
+
     /// A copy of the log's counters.
     pub fn stats(&self) -> StatsSnapshot {
         let live = self.inner.read_table().entries.len();

@@ -17,7 +17,7 @@
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{decode, StoreRecord, Write};
 use crate::error::{Error, Result};
-use crate::state::State;
+use crate::state::{final_writes, State};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use walden_log::storage::Storage;
@@ -160,8 +160,10 @@ pub(crate) fn recover(
                 commit_time_ms,
                 ..
             } if lsn > meta.checkpoint_lsn => {
-                for w in pending.remove(&txn_id).unwrap_or_default() {
-                    state.apply(&w, lsn, commit_time_ms, history);
+                // The same writes commit applied: the last per key (see final_writes).
+                let writes = pending.remove(&txn_id).unwrap_or_default();
+                for w in final_writes(&writes) {
+                    state.apply(w, lsn, commit_time_ms, history);
                 }
                 state.lsn = lsn;
                 report.transactions_redone += 1;

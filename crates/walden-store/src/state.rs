@@ -57,6 +57,9 @@ impl State {
     }
 
     /// Applies one committed write; returns the key's new version.
+    ///
+    /// Callers pass only a transaction's [`final_writes`]: one new version per key per
+    /// committed transaction.
     pub fn apply(&mut self, w: &Write, lsn: u64, commit_time_ms: u64, history: usize) -> u64 {
         let k: MapKey = (w.ns.clone(), w.key.clone());
         let mut entry = self
@@ -110,4 +113,23 @@ impl State {
             Box::new(range.filter_map(live))
         }
     }
+}
+
+/// The writes of a committed transaction that take effect: the last write to each key, in
+/// write order. An earlier write to a key that the same transaction wrote again was never
+/// committed state; giving it a version of its own would show a transaction's intermediate
+/// value in `history` (an "intermediate read", Adya's G1b, which snapshot isolation rules
+/// out), count versions twice, and push real versions out of the kept history. Commit and
+/// redo both apply exactly these, so versions come out the same after recovery.
+pub(crate) fn final_writes(writes: &[Write]) -> impl Iterator<Item = &Write> {
+    let mut last: std::collections::HashMap<(&[u8], &[u8]), usize> =
+        std::collections::HashMap::with_capacity(writes.len());
+    for (i, w) in writes.iter().enumerate() {
+        last.insert((&w.ns, &w.key), i);
+    }
+    writes
+        .iter()
+        .enumerate()
+        .filter(move |(i, w)| last.get(&(&*w.ns, &*w.key)) == Some(i))
+        .map(|(_, w)| w)
 }

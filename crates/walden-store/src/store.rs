@@ -14,7 +14,7 @@ use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
 use crate::error::{lossy, Error, Result};
 use crate::limits::Limits;
 use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
-use crate::state::{MapKey, State, Version};
+use crate::state::{final_writes, MapKey, State, Version};
 use crate::txn::{Precondition, Scan, Transaction, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -225,6 +225,26 @@ impl Store {
                 source: e,
             })
         })?;
+        // `DIR` and `DIR/checkpoints` may have just been created: a new directory entry is
+        // durable only once its parent is fsynced (ENGINEERING.md 1.6), and a checkpoint
+        // durable inside a directory whose own entry is lost is lost too, after the log
+        // before it was released. The log syncs only `DIR` (its own parent), so sync both
+        // parents here. (SimStorage keeps directories always durable: not simulated.)
+        let parents = [Some(options.dir.as_path()), options.dir.parent()];
+        for parent in parents.into_iter().flatten() {
+            let parent = if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            };
+            storage.sync_dir(parent).map_err(|e| {
+                Error::Log(walden_log::Error::Io {
+                    op: "fsync directory",
+                    path: parent.to_path_buf(),
+                    source: e,
+                })
+            })?;
+        }
         let wal = Wal::open_with(options.log.clone(), storage.clone(), &mut |p| {
             progress(StoreRecoveryProgress {
                 phase: "log",
@@ -239,7 +259,7 @@ impl Store {
             options.limits.history_versions,
             progress,
         )?;
-        let bytes_now = wal.stats().bytes_appended;
+        let bytes_now = wal.bytes_appended();
         let inner = Arc::new(StoreInner {
             checkpoint_dir,
             storage,
@@ -408,14 +428,25 @@ impl Store {
         let mut versions = Vec::new();
         {
             let mut c = lock(&self.inner.commit);
-            check_preconditions(&c.latest, &req.preconditions)?;
-            for ((ns, key), seen) in &req.snapshot_versions {
-                if c.latest.version_of(ns, key) != *seen {
-                    return Err(Error::Conflict {
-                        ns: lossy(ns),
-                        key: lossy(key),
-                    });
+            let checked = check_preconditions(&c.latest, &req.preconditions).and_then(|()| {
+                for ((ns, key), seen) in &req.snapshot_versions {
+                    if c.latest.version_of(ns, key) != *seen {
+                        return Err(Error::Conflict {
+                            ns: lossy(ns),
+                            key: lossy(key),
+                        });
+                    }
                 }
+                Ok(())
+            });
+            if let Err(e) = checked {
+                // Refused: this transaction will never commit. If it spilled, end it like an
+                // abort (an `Abort` record, and out of `spills`); otherwise its first spill
+                // would hold every later checkpoint's redo start, and so the log's head,
+                // forever (found by tests/checkpoint_crash.rs).
+                drop(c);
+                self.abort(req.txn_id, req.first_spill_lsn);
+                return Err(e);
             }
             let time = now_ms();
             let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
@@ -426,7 +457,8 @@ impl Store {
             batch.push(encode_commit(req.txn_id, time, req.first_spill_lsn));
             let first = self.inner.wal.append_batch(&batch, Durability::Buffered)?;
             commit_lsn = first.get() + batch.len() as u64 - 1;
-            for w in &req.writes {
+            // One version per key: its last write in this transaction (see final_writes).
+            for w in final_writes(&req.writes) {
                 let v = c.latest.apply(w, commit_lsn, time, history);
                 versions.push((w.ns.clone(), w.key.clone(), v));
             }
@@ -526,7 +558,7 @@ impl StoreInner {
             return Err(Error::Log(walden_log::Error::Closed));
         }
         let mut kept = lock(&self.checkpointing);
-        let bytes_now = self.wal.stats().bytes_appended;
+        let bytes_now = self.wal.bytes_appended();
         let (state, meta) = {
             let c = lock(&self.commit);
             let state = self
@@ -550,6 +582,15 @@ impl StoreInner {
             };
             (state, meta)
         };
+        // Write-ahead rule for the checkpoint itself: every commit it holds must be durable
+        // in the log first. With `Durability::Buffered` the visible state runs ahead of the
+        // durable log; a checkpoint of it that outlived those log records would claim LSNs
+        // the recovered log reuses, and redo would skip the new commits at those LSNs as
+        // "already in the checkpoint" (found by tests/crash_sim.rs, buffered workload).
+        // Under `Sync` the visible state is durable already and this returns at once.
+        if meta.checkpoint_lsn > 0 {
+            self.wal.wait_durable(Lsn(meta.checkpoint_lsn))?;
+        }
         let path = checkpoint::write(&*self.storage, &self.checkpoint_dir, &state, meta)?;
         kept.retain(|m| m.checkpoint_lsn != meta.checkpoint_lsn);
         kept.push_front(meta);
@@ -647,7 +688,7 @@ fn spawn_ticker(inner: &Arc<StoreInner>) -> Result<Option<JoinHandle<()>>> {
 
 fn due(inner: &StoreInner) -> bool {
     let (at, bytes_then) = *lock(&inner.last_checkpoint);
-    let bytes = inner.wal.stats().bytes_appended.saturating_sub(bytes_then);
+    let bytes = inner.wal.bytes_appended().saturating_sub(bytes_then);
     let o = &inner.options;
     (o.checkpoint_every_bytes > 0 && bytes >= o.checkpoint_every_bytes)
         || (bytes > 0 && o.checkpoint_every.is_some_and(|d| at.elapsed() >= d))

@@ -239,11 +239,24 @@ impl<'s> Transaction<'s> {
         }
         self.bytes += size;
         self.unspilled_bytes += size;
-        self.latest
-            .insert((w.ns.clone(), w.key.clone()), self.writes.len());
+        let k: MapKey = (w.ns.clone(), w.key.clone());
+        let previous = self.latest.insert(k.clone(), self.writes.len());
         self.writes.push(w);
         if self.unspilled_bytes >= self.store.spill_bytes() {
-            self.spill()?;
+            if let Err(e) = self.spill() {
+                // A write that returns an error must not be part of the transaction: undo
+                // it, or a later commit (say after ENOSPC cleared) would commit a put the
+                // caller was told failed (found by tests/fsync_failure.rs). A failed spill
+                // changed nothing else: the earlier writes stay pending for the commit.
+                self.writes.pop();
+                match previous {
+                    Some(i) => self.latest.insert(k, i),
+                    None => self.latest.remove(&k),
+                };
+                self.bytes -= size;
+                self.unspilled_bytes -= size;
+                return Err(e);
+            }
         }
         Ok(())
     }
