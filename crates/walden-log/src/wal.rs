@@ -123,6 +123,42 @@ pub struct RecoveryReport {
     pub elapsed: Duration,
 }
 
+/// What differs between a writable and a read-only open; the rest comes from the scan.
+struct Parts {
+    log_id: u64,
+    read_only: bool,
+    active: Active,
+    table: SegmentTable,
+    stats: Arc<Stats>,
+    preparer: Option<Preparer>,
+    report: RecoveryReport,
+    lock: Option<Box<dyn DirLock>>,
+}
+
+impl RecoveryReport {
+    fn from_scan(
+        mode: RecoveryMode,
+        scan: &LogScan,
+        table: &SegmentTable,
+        files_released: usize,
+        started_new_segment: bool,
+        started: Instant,
+    ) -> Self {
+        RecoveryReport {
+            mode,
+            segments: scan.segments.len(),
+            first_lsn: Lsn(table.first_lsn()),
+            next_lsn: Lsn(scan.next_lsn),
+            bytes_scanned: scan.bytes_scanned,
+            damage: scan.damage.clone(),
+            skipped: scan.skipped.clone(),
+            files_released,
+            started_new_segment,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub options: Options,
@@ -270,53 +306,25 @@ impl Wal {
         for (id, path) in &superseded {
             preparer.release(*id, path)?;
         }
-        let report = RecoveryReport {
-            mode: options.recovery,
-            segments: scan.segments.len(),
-            first_lsn: Lsn(table.first_lsn()),
-            next_lsn: Lsn(scan.next_lsn),
-            bytes_scanned: scan.bytes_scanned,
-            damage: scan.damage.clone(),
-            skipped: scan.skipped.clone(),
-            files_released: discard.len() + superseded.len(),
-            started_new_segment: needs_new && !scan.segments.is_empty(),
-            elapsed: started.elapsed(),
-        };
-        let durable = scan.next_lsn - 1;
-        let append = AppendState {
+        let report = RecoveryReport::from_scan(
+            options.recovery,
+            &scan,
+            &table,
+            discard.len() + superseded.len(),
+            needs_new && !scan.segments.is_empty(),
+            started,
+        );
+        let parts = Parts {
+            log_id,
+            read_only: false,
             active,
-            next_lsn: scan.next_lsn,
-            last_crc: scan.last_crc,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            spare_bufs: Vec::new(),
+            table,
+            stats,
+            preparer: Some(preparer),
+            report,
+            lock: Some(dir_lock),
         };
-        let commit = CommitState {
-            written_lsn: durable,
-            ..CommitState::default()
-        };
-        Ok(Wal {
-            inner: Arc::new(Inner {
-                dir,
-                options,
-                log_id,
-                read_only: false,
-                append: Mutex::new(append),
-                commit: Mutex::new(commit),
-                commit_cv: Condvar::new(),
-                durable: AtomicU64::new(durable),
-                durable_event: Event::new(),
-                table: RwLock::new(table),
-                maintenance: Mutex::new(()),
-                poison: Mutex::new(None),
-                poisoned: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                stats,
-                preparer: Some(preparer),
-                report,
-                _lock: Some(dir_lock),
-            }),
-        })
+        Ok(Wal::assemble(dir, options, &scan, parts))
     }
 
     /// Opens an existing log for reading only: verifies it as `mode` says but changes
@@ -352,51 +360,58 @@ impl Wal {
             offset: last.end_offset,
         };
         let options = Options::new(&dir).recovery(mode);
-        let report = RecoveryReport {
-            mode,
-            segments: scan.segments.len(),
-            first_lsn: Lsn(table.first_lsn()),
-            next_lsn: Lsn(scan.next_lsn),
-            bytes_scanned: scan.bytes_scanned,
-            damage: scan.damage.clone(),
-            skipped: scan.skipped.clone(),
-            files_released: 0,
-            started_new_segment: false,
-            elapsed: started.elapsed(),
+        let report = RecoveryReport::from_scan(mode, &scan, &table, 0, false, started);
+        let parts = Parts {
+            log_id: scan.log_id.unwrap_or(0),
+            read_only: true,
+            active,
+            table,
+            stats: Arc::new(Stats::default()),
+            preparer: None,
+            report,
+            lock: None,
         };
+        Ok(Wal::assemble(dir, options, &scan, parts))
+    }
+
+    /// Builds the open log from recovery's outcome: the durable end is the next LSN - 1 (every
+    /// accepted frame was synced, or, read-only, is what a reader may see).
+    fn assemble(dir: PathBuf, options: Options, scan: &LogScan, parts: Parts) -> Wal {
         let durable = scan.next_lsn - 1;
-        Ok(Wal {
+        let append = AppendState {
+            active: parts.active,
+            next_lsn: scan.next_lsn,
+            last_crc: scan.last_crc,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            spare_bufs: Vec::new(),
+        };
+        let commit = CommitState {
+            written_lsn: durable,
+            ..CommitState::default()
+        };
+        Wal {
             inner: Arc::new(Inner {
                 dir,
                 options,
-                log_id: scan.log_id.unwrap_or(0),
-                read_only: true,
-                append: Mutex::new(AppendState {
-                    active,
-                    next_lsn: scan.next_lsn,
-                    last_crc: scan.last_crc,
-                    pending: Vec::new(),
-                    pending_bytes: 0,
-                    spare_bufs: Vec::new(),
-                }),
-                commit: Mutex::new(CommitState {
-                    written_lsn: durable,
-                    ..CommitState::default()
-                }),
+                log_id: parts.log_id,
+                read_only: parts.read_only,
+                append: Mutex::new(append),
+                commit: Mutex::new(commit),
                 commit_cv: Condvar::new(),
                 durable: AtomicU64::new(durable),
                 durable_event: Event::new(),
-                table: RwLock::new(table),
+                table: RwLock::new(parts.table),
                 maintenance: Mutex::new(()),
                 poison: Mutex::new(None),
                 poisoned: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
-                stats: Arc::new(Stats::default()),
-                preparer: None,
-                report,
-                _lock: None,
+                stats: parts.stats,
+                preparer: parts.preparer,
+                report: parts.report,
+                _lock: parts.lock,
             }),
-        })
+        }
     }
 
     /// The log's directory.
