@@ -63,6 +63,8 @@ pub(crate) trait Engine: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum System {
     Walden,
+    /// walden with `Options::regroup(false)`: W2's ablation row, what regrouping buys.
+    WaldenNoRegroup,
     FloorOverwrite,
     FloorAppend,
     SqliteFull,
@@ -75,6 +77,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Walden => "walden",
+            System::WaldenNoRegroup => "walden, regroup off",
             System::FloorOverwrite => "floor: pwrite+fdatasync, written file",
             System::FloorAppend => "floor: pwrite+fdatasync, growing file",
             System::SqliteFull => "sqlite FULL",
@@ -86,7 +89,7 @@ impl System {
 
     pub fn family(self) -> &'static str {
         match self {
-            System::Walden => "walden",
+            System::Walden | System::WaldenNoRegroup => "walden",
             System::FloorOverwrite | System::FloorAppend => "floor",
             System::SqliteFull | System::SqliteNormal => "sqlite",
             System::Okaywal => "okaywal",
@@ -99,7 +102,9 @@ impl System {
         match (mode, self) {
             (Mode::Buffered, _) | (_, System::SqliteNormal) => Durability::None,
             // These share one fsync between concurrent commits.
-            (_, System::Walden | System::Okaywal | System::Rocksdb) if writers > 1 => {
+            (_, System::Walden | System::WaldenNoRegroup | System::Okaywal | System::Rocksdb)
+                if writers > 1 =>
+            {
                 Durability::GroupCommit
             }
             _ => Durability::FsyncPerCommit,
@@ -121,7 +126,8 @@ impl System {
     pub fn open(self, dir: &Path, mode: Mode, plan: &Plan) -> anyhow::Result<Box<dyn Engine>> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         Ok(match self {
-            System::Walden => Box::new(WaldenEngine::open(dir, mode, plan)?),
+            System::Walden => Box::new(WaldenEngine::open(dir, mode, plan, true)?),
+            System::WaldenNoRegroup => Box::new(WaldenEngine::open(dir, mode, plan, false)?),
             System::FloorOverwrite => Box::new(FloorEngine::open(dir, true, plan)?),
             System::FloorAppend => Box::new(FloorEngine::open(dir, false, plan)?),
             System::SqliteFull => Box::new(SqliteEngine::open(dir, true, mode)?),
@@ -140,14 +146,15 @@ struct WaldenEngine {
 }
 
 impl WaldenEngine {
-    fn open(dir: &Path, mode: Mode, plan: &Plan) -> anyhow::Result<Self> {
+    fn open(dir: &Path, mode: Mode, plan: &Plan, regroup: bool) -> anyhow::Result<Self> {
         let durability = match mode {
             Mode::Durable => walden_log::Durability::Sync,
             Mode::Buffered => walden_log::Durability::Buffered,
         };
         let options = walden_log::Options::new(dir.join("wal"))
             .segment_bytes(plan.segment_bytes)
-            .durability(durability);
+            .durability(durability)
+            .regroup(regroup);
         let wal = walden_log::Wal::open(options).context("open walden")?;
         // The background preparer zero-fills the next segment right after open; let it
         // finish so it does not share the disk with the timed loop.

@@ -367,6 +367,7 @@ pub(crate) fn w1(plan: &Plan, root: &Path, rows: &mut Vec<Row>) -> anyhow::Resul
 pub(crate) fn w2(plan: &Plan, root: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let systems = [
         System::Walden,
+        System::WaldenNoRegroup,
         System::SqliteFull,
         System::SqliteNormal,
         System::Okaywal,
@@ -396,6 +397,12 @@ pub(crate) fn w2(plan: &Plan, root: &Path, rows: &mut Vec<Row>) -> anyhow::Resul
                     s.family(),
                     s.durability(Mode::Durable, writers),
                 );
+                if s == System::WaldenNoRegroup {
+                    cell.note = Some(
+                        "walden-log with Options::regroup(false): a new group-commit leader syncs at once instead of first waiting (at most half a recent fdatasync) for the writers the last group released"
+                            .into(),
+                    );
+                }
                 if s == System::SqliteFull || s == System::SqliteNormal {
                     cell.note = Some(
                         "one connection per writer; SQLite admits one writer at a time and does not share fsyncs between commits"

@@ -117,6 +117,11 @@ impl Inner {
         a.next_lsn += count;
         a.active.offset += total;
         a.pending_bytes += total as usize;
+        a.pending_records += count;
+        if a.gather_target != 0 && a.pending_records >= a.gather_target {
+            a.gather_target = 0;
+            self.gather_cv.notify_one();
+        }
         self.stats.records_appended.fetch_add(count, Relaxed);
         self.stats.frames_written.fetch_add(1, Relaxed);
         Ok((lsn, a.pending_bytes))

@@ -1,8 +1,10 @@
 //! Group commit: one caller at a time leads, writing every pending chunk and syncing every
-//! written file on behalf of all who wait; the others wait on a condition variable. There is
-//! no waiting window: while the leader syncs, new appends accumulate, and the next leader
-//! takes them all, so batching grows with concurrency. The leader holds neither the append
-//! lock nor the commit lock while it does I/O.
+//! written file on behalf of all who wait; the others wait for its event. There is no fixed
+//! waiting window: while the leader syncs, new appends accumulate, and the next leader takes
+//! them all, so batching grows with concurrency; before it takes them, a leader may wait for
+//! the writers the last group just released, never longer than about one sync (see
+//! [`crate::regroup`]). The leader holds neither the append lock nor the commit lock while
+//! it does I/O.
 //!
 //! Files are synced in the order they were first written, so a segment is always durable
 //! before the segment after it: a durable frame in a later segment proves every earlier one.
@@ -11,16 +13,38 @@
 use crate::append::recycle_bufs;
 use crate::error::{Error, Result};
 use crate::format::FRAME_HEADER_BYTES;
+use crate::regroup::Gather;
 use crate::wal::{lock, Inner};
+use event_listener::Listener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// What one leader's turn did.
+struct Group {
+    /// The highest LSN now written (and synced, if asked).
+    written: u64,
+    /// Records made durable by this group (0 when not syncing).
+    records: u64,
+    /// Time spent in fdatasync.
+    sync_time: Duration,
+}
 
 impl Inner {
     /// Returns once `target` is durable (`durable = true`) or at least handed to the OS.
     pub(crate) fn sync_to(&self, target: u64, durable: bool) -> Result<()> {
-        let mut st = lock(&self.commit);
         loop {
+            self.check_open()?;
+            // Followers released by a group see it here without touching the commit lock,
+            // so the next leader does not queue behind them for it.
+            if durable && self.durable.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            let pending = lock(&self.append).pending_records;
+            let mut st = lock(&self.commit);
+            // Checked under the commit lock, which a failed leader holds until it has
+            // poisoned the log: a caller must never lead after a failed group, whose chunks
+            // are gone, or it would mark them durable (found by crash_sim).
             self.check_open()?;
             let reached = if durable {
                 self.durable.load(Ordering::Acquire) >= target
@@ -31,33 +55,80 @@ impl Inner {
                 return Ok(());
             }
             if st.leader {
-                st = self.commit_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                // Registered under the lock the leader takes before it notifies: no lost
+                // wake-up.
+                let listener = self.commit_event.listen();
+                drop(st);
+                listener.wait();
                 continue;
             }
             st.leader = true;
+            let plan = if durable && self.options.regroup {
+                st.regroup.plan(pending)
+            } else {
+                None
+            };
+            drop(st);
+            if let Some(plan) = plan {
+                let (started_with, gathered, reached) = self.gather(plan);
+                lock(&self.commit)
+                    .regroup
+                    .gathered(plan, started_with, gathered, reached);
+            }
+            let mut st = lock(&self.commit);
             let mut unsynced = std::mem::take(&mut st.unsynced);
             let mut records = std::mem::take(&mut st.unsynced_records);
             drop(st);
             let outcome = self.lead(durable, &mut unsynced, &mut records);
-            st = lock(&self.commit);
+            let pending_after = lock(&self.append).pending_records;
+            let mut st = lock(&self.commit);
             st.leader = false;
             match outcome {
-                Ok(written) => {
-                    st.written_lsn = st.written_lsn.max(written);
+                Ok(group) => {
+                    st.written_lsn = st.written_lsn.max(group.written);
                     if durable {
-                        self.durable.fetch_max(written, Ordering::AcqRel);
+                        st.regroup
+                            .group_done(group.records, pending_after, group.sync_time);
+                        self.durable.fetch_max(group.written, Ordering::AcqRel);
                         self.durable_event.notify(usize::MAX);
                     } else {
                         st.unsynced = unsynced;
                         st.unsynced_records = records;
                     }
-                    self.commit_cv.notify_all();
+                    self.commit_event.notify(usize::MAX);
                 }
                 Err(e) => {
+                    // Poisoned before the commit lock is released: see above.
                     self.poison_with(&e);
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Waits (as the leader, before it takes the pending chunks) until `plan.records` are
+    /// pending or `plan.wait` has passed: see [`crate::regroup`]. Returns the records pending
+    /// at the start and at the end, and whether the goal was met.
+    fn gather(&self, plan: Gather) -> (u64, u64, bool) {
+        let deadline = Instant::now() + plan.wait;
+        let mut a = lock(&self.append);
+        let started_with = a.pending_records;
+        loop {
+            if a.pending_records >= plan.records {
+                a.gather_target = 0;
+                return (started_with, a.pending_records, true);
+            }
+            let now = Instant::now();
+            if now >= deadline || self.check_open().is_err() {
+                a.gather_target = 0;
+                return (started_with, a.pending_records, false);
+            }
+            a.gather_target = plan.records;
+            a = self
+                .gather_cv
+                .wait_timeout(a, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -68,10 +139,11 @@ impl Inner {
         durable: bool,
         unsynced: &mut Vec<(std::path::PathBuf, Arc<dyn crate::storage::StorageFile>)>,
         records: &mut u64,
-    ) -> Result<u64> {
+    ) -> Result<Group> {
         let (mut chunks, written) = {
             let mut a = lock(&self.append);
             a.pending_bytes = 0;
+            a.pending_records = 0;
             (std::mem::take(&mut a.pending), a.next_lsn - 1)
         };
         for c in &mut chunks {
@@ -92,19 +164,26 @@ impl Inner {
             }
         }
         recycle_bufs(&mut lock(&self.append), chunks);
+        let mut group = Group {
+            written,
+            records: 0,
+            sync_time: Duration::ZERO,
+        };
         if durable {
             for (path, file) in unsynced.iter() {
                 let started = Instant::now();
                 file.sync_data()
                     .map_err(|e| Error::io("fdatasync", path, e))?;
-                self.stats.record_fsync(started.elapsed());
+                let took = started.elapsed();
+                self.stats.record_fsync(took);
+                group.sync_time += took;
             }
             unsynced.clear();
             if *records > 0 {
                 self.stats.record_group_commit(*records);
             }
-            *records = 0;
+            group.records = std::mem::take(records);
         }
-        Ok(written)
+        Ok(group)
     }
 }

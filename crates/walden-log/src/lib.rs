@@ -37,6 +37,7 @@ mod options;
 mod prepare;
 mod reader;
 mod recovery;
+mod regroup;
 mod stats;
 pub mod storage;
 mod truncate;

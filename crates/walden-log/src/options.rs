@@ -56,6 +56,12 @@ pub struct Options {
     pub prepare_in_background: bool,
     /// Buffered appends are written to the OS once this many bytes are pending (default 1 MiB).
     pub buffer_bytes: usize,
+    /// Group commit regrouping (default true): a new group-commit leader first waits, at
+    /// most half a recent fdatasync, for the writers the previous group just released, so
+    /// concurrent durable writers share one sync instead of alternating between two half
+    /// groups. A lone writer never waits. Turn it off to sync at once, always (lowest latency
+    /// for writers that do not come straight back). See docs/DURABILITY.md.
+    pub regroup: bool,
 }
 
 impl Options {
@@ -70,6 +76,7 @@ impl Options {
             recycle_segments_max: 2,
             prepare_in_background: true,
             buffer_bytes: 1 << 20,
+            regroup: true,
         }
     }
 
@@ -106,6 +113,12 @@ impl Options {
     /// Sets [`Options::prepare_in_background`].
     pub fn prepare_in_background(mut self, yes: bool) -> Self {
         self.prepare_in_background = yes;
+        self
+    }
+
+    /// Sets [`Options::regroup`].
+    pub fn regroup(mut self, yes: bool) -> Self {
+        self.regroup = yes;
         self
     }
 

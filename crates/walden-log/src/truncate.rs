@@ -110,6 +110,7 @@ impl Wal {
         a.last_crc = prev_chain;
         a.pending.clear();
         a.pending_bytes = 0;
+        a.pending_records = 0;
         drop(a);
         let mut st = lock(&inner.commit);
         st.written_lsn = lsn.0;

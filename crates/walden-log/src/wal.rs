@@ -5,6 +5,7 @@ use crate::format::{SegmentHeader, DATA_OFFSET, FRAME_HEADER_BYTES};
 use crate::options::{Options, RecoveryMode};
 use crate::prepare::{Prepared, Preparer, PreparerConfig};
 use crate::recovery::{scan_log, Damage, LogScan, RecoveryProgress};
+use crate::regroup::Regroup;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::storage::{DirLock, OpenMode, StdStorage, Storage, StorageFile};
 use crate::Lsn;
@@ -84,6 +85,10 @@ pub(crate) struct AppendState {
     pub last_crc: u32,
     pub pending: Vec<Chunk>,
     pub pending_bytes: usize,
+    /// Records in `pending` (what a gathering leader counts).
+    pub pending_records: u64,
+    /// Nonzero while a leader gathers: notify `gather_cv` once `pending_records` reaches it.
+    pub gather_target: u64,
     pub spare_bufs: Vec<Vec<u8>>,
 }
 
@@ -94,6 +99,7 @@ pub(crate) struct CommitState {
     pub written_lsn: u64,
     pub unsynced: Vec<(PathBuf, Arc<dyn StorageFile>)>,
     pub unsynced_records: u64,
+    pub regroup: Regroup,
 }
 
 /// What recovery found and did when the log was opened.
@@ -166,7 +172,10 @@ pub(crate) struct Inner {
     pub read_only: bool,
     pub append: Mutex<AppendState>,
     pub commit: Mutex<CommitState>,
-    pub commit_cv: Condvar,
+    /// Notified when a leader finishes its turn (and on close or poison).
+    pub commit_event: Event,
+    /// Paired with `append`: wakes a gathering leader (see `crate::regroup`).
+    pub gather_cv: Condvar,
     pub durable: AtomicU64,
     pub durable_event: Event,
     pub table: RwLock<SegmentTable>,
@@ -384,6 +393,8 @@ impl Wal {
             last_crc: scan.last_crc,
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_records: 0,
+            gather_target: 0,
             spare_bufs: Vec::new(),
         };
         let commit = CommitState {
@@ -398,7 +409,8 @@ impl Wal {
                 read_only: parts.read_only,
                 append: Mutex::new(append),
                 commit: Mutex::new(commit),
-                commit_cv: Condvar::new(),
+                commit_event: Event::new(),
+                gather_cv: Condvar::new(),
                 durable: AtomicU64::new(durable),
                 durable_event: Event::new(),
                 table: RwLock::new(parts.table),
@@ -578,13 +590,15 @@ impl Inner {
             *p = Some(e.to_string());
         }
         self.poisoned.store(true, Ordering::Release);
-        self.commit_cv.notify_all();
+        self.commit_event.notify(usize::MAX);
+        self.gather_cv.notify_all();
         self.durable_event.notify(usize::MAX);
     }
 
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
-        self.commit_cv.notify_all();
+        self.commit_event.notify(usize::MAX);
+        self.gather_cv.notify_all();
         self.durable_event.notify(usize::MAX);
     }
 

@@ -156,7 +156,13 @@ impl Storage for SlowSync {
 }
 
 fn stress_sim(storage: Arc<dyn Storage>, sim: &SimStorage) -> StatsSnapshot {
-    let options = Options::new(DIR).segment_bytes(SMALL_SEGMENT_BYTES * 4);
+    stress_sim_with(storage, sim, true)
+}
+
+fn stress_sim_with(storage: Arc<dyn Storage>, sim: &SimStorage, regroup: bool) -> StatsSnapshot {
+    let options = Options::new(DIR)
+        .segment_bytes(SMALL_SEGMENT_BYTES * 4)
+        .regroup(regroup);
     let (all, stats) =
         stress(Wal::open_with(options.clone(), storage.clone(), &mut |_| {}).unwrap());
     // A power loss right after: every acknowledged record was durable.
@@ -201,6 +207,23 @@ fn group_commit_stress_sim_with_fsync_latency() {
     );
     eprintln!(
         "sim with 100 µs fsync: {} fsyncs, {} group commits, {:.2} records per group commit",
+        stats.fsyncs,
+        stats.group_commits,
+        stats.mean_records_per_group_commit()
+    );
+}
+
+/// The same with regrouping off (`Options::regroup(false)`): the leader syncs at once, the
+/// path every group took before regrouping existed; it must keep every guarantee too.
+#[test]
+fn group_commit_stress_sim_with_fsync_latency_regroup_off() {
+    let sim = SimStorage::new(44);
+    let stats = stress_sim_with(Arc::new(SlowSync(sim.clone())), &sim, false);
+    assert_eq!(stats.synced_records, TOTAL as u64);
+    assert!(stats.mean_records_per_group_commit() > 1.0);
+    eprintln!(
+        "sim with 100 µs fsync, regroup off: {} fsyncs, {} group commits, {:.2} records per \
+         group commit",
         stats.fsyncs,
         stats.group_commits,
         stats.mean_records_per_group_commit()
