@@ -5,7 +5,9 @@
 #
 # Usage: scripts/bench-full.sh [OUT_DIR] [extra walden-bench flags...]
 #   OUT_DIR     where full.json and full.md go (default target/bench)
-#   FEATURES    cargo features, e.g. FEATURES=rocksdb (default none: RocksDB's C++ build is slow)
+#   FEATURES    cargo features, e.g. FEATURES=rocksdb (default none). With librocksdb-dev
+#               installed it links Debian's library; without it, librocksdb-sys builds
+#               RocksDB from C++ source (many minutes; needs libclang-dev).
 #   WAIT_MINUTES  how long to wait for a quiet machine (default 60; 0 = do not wait)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,13 @@ shift || true
 mkdir -p "$out"
 features=()
 if [ -n "${FEATURES:-}" ]; then features=(--features "$FEATURES"); fi
+# The RocksDB peer links against Debian's librocksdb-dev (7.8) when it is installed
+# (apt-get install librocksdb-dev): seconds instead of a many-minute C++ build.
+if [[ "${FEATURES:-}" == *rocksdb* && -z "${ROCKSDB_LIB_DIR:-}" ]]; then
+  for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib; do
+    if [ -e "$d/librocksdb.so" ]; then export ROCKSDB_LIB_DIR="$d"; break; fi
+  done
+fi
 
 cargo build --release -p walden-bench "${features[@]}"
 

@@ -489,10 +489,13 @@ mod rocks {
         }
 
         fn syncs(&self) -> Option<u64> {
-            Some(
-                self.options
-                    .get_ticker_count(rocksdb::statistics::Ticker::WalFileSynced),
-            )
+            // Parsed from the statistics dump ("rocksdb.wal.synced COUNT : N") rather than
+            // read with the ticker API, which the C API of Debian's librocksdb 7.8 (the
+            // library the full run links against, see scripts/bench-full.sh) lacks.
+            let dump = self.options.get_statistics()?;
+            dump.lines()
+                .find_map(|l| l.strip_prefix("rocksdb.wal.synced COUNT : "))
+                .and_then(|n| n.trim().parse().ok())
         }
 
         fn close(self: Box<Self>) -> anyhow::Result<()> {

@@ -260,12 +260,14 @@ fn targets(r: &Report, quick: bool) -> Vec<Target> {
         rpf.map(|v| v >= 40.0),
     );
     // Against the peers that are durable per commit, as walden is here; SQLite NORMAL is
-    // listed for reference (it syncs only at checkpoints).
+    // listed for reference (it syncs only at checkpoints), and walden's own ablation rows
+    // ("walden, regroup off") are not peers.
     let durable = |x: &&Ratio| {
         r.rows.iter().any(|row| {
             row.workload == x.workload
                 && row.case == x.case
                 && row.system == x.against
+                && row.family != "walden"
                 && row.durability != Durability::None
         })
     };
