@@ -15,6 +15,7 @@
 //! - An error from `sync_data` means the durable state of that file is unknown; the engine
 //!   never retries it (see docs/DURABILITY.md, "fsync failure").
 //! - Reads see every write made before them, synced or not.
+//! - `advise_sequential` is a hint: it changes nothing.
 //!
 //! All paths are absolute or relative to the process working directory; the engine only
 //! ever passes paths inside the log directory.
@@ -54,6 +55,18 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
     /// Sets the file's length, cutting or extending with zeros. Durable after `sync_data`.
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+
+    /// Says that the file will be read front to back, so the storage may read further
+    /// ahead in the background (`posix_fadvise(POSIX_FADV_SEQUENTIAL)`: Linux doubles the
+    /// read-ahead window of this open file). A hint only: it changes no content, no length,
+    /// no durability and nothing a later call returns; read-ahead lands in the page cache,
+    /// not in this process's memory. An error means only that no hint was taken: the reads
+    /// that follow report any real fault.
+    ///
+    /// The default does nothing (a storage without read-ahead is still correct).
+    fn advise_sequential(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How [`Storage::open`] opens a file.

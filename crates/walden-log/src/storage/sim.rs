@@ -34,6 +34,8 @@
 //! - **Old content under new writes**: a lost sector keeps whatever the durable image held
 //!   there, so rewriting a file in place can leave old records behind after a crash.
 //! - **Lock contention**: [`Storage::lock_dir`] fails with `WouldBlock` while held.
+//! - **Hints**: [`StorageFile::advise_sequential`] is counted
+//!   ([`SimStorage::sequential_advice_count`]) and changes nothing.
 //!
 //! # Faults not modelled
 //! - Damage to bytes that were not rewritten since the last sync: a sector's fate applies to
@@ -257,6 +259,8 @@ struct State {
     sync_fail_in: Option<u64>,
     space_limit: Option<u64>,
     read_faults: Vec<ReadFault>,
+    /// `advise_sequential` calls.
+    sequential_advice: u64,
 }
 
 impl State {
@@ -684,6 +688,7 @@ impl SimStorage {
             sync_fail_in: None,
             space_limit: None,
             read_faults: Vec::new(),
+            sequential_advice: 0,
         };
         SimStorage {
             shared: Arc::new(Mutex::new(state)),
@@ -712,7 +717,9 @@ impl SimStorage {
 
     /// Sets a crash point: counting from now, the `n`-th call on this storage or on any of
     /// its handles (every [`Storage`] and [`StorageFile`] method counts, whatever its
-    /// outcome; the helpers on `SimStorage` do not) and every call after it fail with
+    /// outcome, except [`StorageFile::advise_sequential`], a hint that changes nothing, so
+    /// a crash there is the crash at the next call; the helpers on `SimStorage` do not count
+    /// either) and every call after it fail with
     /// `io::Error::other("simulated crash point")` without taking effect, as if the process
     /// had died there. `Some(0)` acts like `Some(1)` (the next call fails); `None` removes
     /// the crash point. [`SimStorage::crash`] clears it too.
@@ -765,6 +772,12 @@ impl SimStorage {
     /// Removes every read fault set by [`SimStorage::fail_reads`].
     pub fn clear_read_faults(&self) {
         self.state().read_faults.clear();
+    }
+
+    /// How many [`StorageFile::advise_sequential`] calls were made on handles of this
+    /// storage since it was created.
+    pub fn sequential_advice_count(&self) -> u64 {
+        self.state().sequential_advice
     }
 
     /// The current content of the file at `path` (unsynced writes included), or `None` if
@@ -1222,6 +1235,23 @@ impl StorageFile for SimFile {
         }
         Ok(())
     }
+
+    fn advise_sequential(&self) -> io::Result<()> {
+        // Not counted as a call (see `crash_after_ops`), but a dead process or a stale
+        // handle cannot hint either.
+        let mut state = lock_state(&self.shared);
+        if state.crash_at.is_some_and(|at| state.op_count >= at) {
+            return Err(io::Error::other("simulated crash point"));
+        }
+        if state.epoch != self.epoch {
+            return Err(io::Error::other(format!(
+                "{}: stale handle after simulated crash",
+                self.path.display()
+            )));
+        }
+        state.sequential_advice = state.sequential_advice.saturating_add(1);
+        Ok(())
+    }
 }
 
 impl Drop for SimFile {
@@ -1459,6 +1489,31 @@ mod tests {
         assert!(sim.list(Path::new(DIR)).is_err());
         sim.crash_after_ops(None);
         assert!(sim.list(Path::new(DIR)).is_ok());
+    }
+
+    #[test]
+    fn sequential_advice_is_counted_and_changes_nothing() {
+        let sim = fresh(16);
+        let file = durable_file(&sim, "a", b"abc");
+        file.write_all_at(b"d", 3).unwrap();
+        let ops = sim.op_count();
+        file.advise_sequential().unwrap();
+        file.advise_sequential().unwrap();
+        assert_eq!(sim.sequential_advice_count(), 2);
+        assert_eq!(sim.op_count(), ops, "a hint is not a crash point");
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcd");
+        sim.crash(CrashDamage::DropAll);
+        assert_eq!(
+            sim.read_file(&path("a")).unwrap(),
+            b"abc",
+            "the hint synced nothing"
+        );
+        assert!(file.advise_sequential().is_err(), "stale handle");
+        let file = sim.open(&path("a"), OpenMode::Read).unwrap();
+        sim.crash_after_ops(Some(1));
+        assert!(file.len().is_err());
+        assert!(file.advise_sequential().is_err(), "past the crash point");
+        assert_eq!(sim.sequential_advice_count(), 2);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// [`Storage`] on the operating system's file system. `sync_data` is `fdatasync(2)`,
-/// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`.
+/// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`,
+/// `advise_sequential` is `posix_fadvise(POSIX_FADV_SEQUENTIAL)` (nothing on other systems
+/// than Linux).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
 
@@ -47,6 +49,20 @@ impl StorageFile for StdFile {
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.0.set_len(len_bytes)
     }
+
+    fn advise_sequential(&self) -> io::Result<()> {
+        advise_sequential(&self.0)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn advise_sequential(file: &File) -> io::Result<()> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::Sequential).map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_sequential(_file: &File) -> io::Result<()> {
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -111,5 +127,26 @@ impl Storage for StdStorage {
             )),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sequential_advice_is_accepted_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let storage = StdStorage::new();
+        let file = storage.open(&path, OpenMode::CreateNew).unwrap();
+        let bytes: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        file.write_all_at(&bytes, 0).unwrap();
+        file.advise_sequential().unwrap();
+        let mut back = vec![0u8; bytes.len()];
+        super::super::read_exact_at(&*file, &mut back, 0).unwrap();
+        assert_eq!(back, bytes);
+        assert_eq!(file.len().unwrap(), bytes.len() as u64);
     }
 }
