@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! ack_writer DIR [--threads N] [--records N] [--record-bytes N] [--segment-bytes N] [--run N]
+//!            [--preallocation zero-fill|reserve|adaptive]
 //! ```
 //!
 //! - `--threads` writer threads (default 4), each appending its own records in order;
@@ -13,7 +14,9 @@
 //!   times this (default 1024, at least the 28-byte payload header);
 //! - `--segment-bytes` the log's segment size (default 1 MiB);
 //! - `--run` a number mixed into every payload, so several writer runs over one log can be
-//!   told apart (default 1).
+//!   told apart (default 1);
+//! - `--preallocation` how new segments are made ([`walden_log::Preallocation`]; default
+//!   `adaptive`).
 //!
 //! Every append is [`Durability::Sync`]. Output, one line each, flushed as written:
 //!
@@ -32,7 +35,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use walden_log::{Durability, Options, Wal};
+use walden_log::{Durability, Options, Preallocation, Wal};
 
 /// The payloads: a header naming the record, then bytes derived from that name.
 ///
@@ -146,10 +149,11 @@ struct Args {
     record_bytes: u32,
     segment_bytes: u64,
     run: u32,
+    preallocation: Preallocation,
 }
 
 const USAGE: &str =
-    "usage: ack_writer DIR [--threads N] [--records N] [--record-bytes N] [--segment-bytes N] [--run N]";
+    "usage: ack_writer DIR [--threads N] [--records N] [--record-bytes N] [--segment-bytes N] [--run N] [--preallocation zero-fill|reserve|adaptive]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -159,6 +163,7 @@ fn parse_args() -> Result<Args, String> {
         record_bytes: 1024,
         segment_bytes: 1 << 20,
         run: 1,
+        preallocation: Preallocation::Adaptive,
     };
     let mut dir = None;
     let mut it = std::env::args().skip(1);
@@ -177,6 +182,14 @@ fn parse_args() -> Result<Args, String> {
             }
             "--segment-bytes" => args.segment_bytes = value("--segment-bytes")?,
             "--run" => args.run = narrow("--run", value("--run")?)?,
+            "--preallocation" => {
+                args.preallocation = match it.next().as_deref() {
+                    Some("zero-fill") => Preallocation::ZeroFill,
+                    Some("reserve") => Preallocation::Reserve,
+                    Some("adaptive") => Preallocation::Adaptive,
+                    other => return Err(format!("--preallocation {other:?}: not a way")),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             _ if dir.is_none() => dir = Some(std::path::PathBuf::from(arg)),
@@ -240,7 +253,8 @@ fn main() -> ExitCode {
     };
     let options = Options::new(&args.dir)
         .segment_bytes(args.segment_bytes)
-        .durability(Durability::Sync);
+        .durability(Durability::Sync)
+        .preallocation(args.preallocation);
     let wal = match Wal::open(options) {
         Ok(wal) => wal,
         Err(e) => {

@@ -49,7 +49,7 @@ pub use inspect::{
     dump_records, inspect_dir, DamageKind, InspectedSegment, Inspection, RecordView,
 };
 pub use lsn::Lsn;
-pub use options::{Durability, Options, RecoveryMode};
+pub use options::{Durability, Options, Preallocation, RecoveryMode};
 pub use reader::{LogReader, Record, TailReader};
 pub use recovery::{Damage, RecoveryProgress};
 pub use stats::StatsSnapshot;

@@ -35,6 +35,40 @@ pub enum RecoveryMode {
     SkipCorrupt,
 }
 
+/// How the segment preparer makes a new segment file (a released file is reused as it is).
+///
+/// The choice trades the cost of preparing a segment against the cost of every durable
+/// append into it. Measured on ext4 here (fdatasync after each append, 64 MiB segments):
+/// 4 KiB appends cost ~90 us into written blocks and ~130 us into reserved ones; 128 B
+/// appends ~90 us either way (most land in a block an earlier append already wrote).
+/// Zero-filling a segment writes (and syncs) 64 MiB more.
+///
+/// Every choice keeps the durability contract: a durable append into a prepared segment is
+/// made durable by its own `fdatasync`, which on Linux commits whatever block metadata the
+/// written data needs; the segment's length and directory entry are durable before the
+/// writer gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preallocation {
+    /// Write zeros over the whole file and sync them before the writer gets it
+    /// (`FALLOC_FL_WRITE_ZEROES` where the kernel and device support it, else 1 MiB writes):
+    /// a durable append then overwrites written blocks and its `fdatasync` writes data only.
+    /// Costs writing every segment twice; a writer faster than the disk waits for zeros.
+    ZeroFill,
+    /// Reserve the blocks without writing them (`fallocate`: unwritten extents on ext4 and
+    /// XFS; `set_len` where it is not supported): costs no data writes, but each `fdatasync`
+    /// after writing into blocks not written before also commits their metadata.
+    Reserve,
+    /// Zero-fill while the preparer keeps ahead of the writer; reserve when the writer
+    /// takes segments faster than they can be zero-filled (buffered bulk ingest), so that
+    /// it never waits for zeros and the disk writes each byte once. A zero-fill under way
+    /// when the writer starts waiting is cut short: what was synced stays written, the rest
+    /// is reserved. The first segment after open is zero-filled (nothing is known of the
+    /// writer's pace yet). With [`Options::prepare_in_background`] off, always zero-fills.
+    /// The default.
+    #[default]
+    Adaptive,
+}
+
 /// How to open a log. Build with [`Options::new`] and the setters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -62,6 +96,8 @@ pub struct Options {
     /// groups. A lone writer never waits. Turn it off to sync at once, always (lowest latency
     /// for writers that do not come straight back). See docs/DURABILITY.md.
     pub regroup: bool,
+    /// How new segment files are made (default [`Preallocation::Adaptive`]).
+    pub preallocation: Preallocation,
 }
 
 impl Options {
@@ -77,6 +113,7 @@ impl Options {
             prepare_in_background: true,
             buffer_bytes: 1 << 20,
             regroup: true,
+            preallocation: Preallocation::Adaptive,
         }
     }
 
@@ -125,6 +162,12 @@ impl Options {
     /// Sets [`Options::buffer_bytes`].
     pub fn buffer_bytes(mut self, bytes: usize) -> Self {
         self.buffer_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::preallocation`].
+    pub fn preallocation(mut self, how: Preallocation) -> Self {
+        self.preallocation = how;
         self
     }
 

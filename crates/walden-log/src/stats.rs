@@ -18,6 +18,7 @@ pub(crate) struct Stats {
     pub rotations: AtomicU64,
     pub segments_recycled: AtomicU64,
     pub segments_created: AtomicU64,
+    pub segments_reserved: AtomicU64,
     pub segments_released: AtomicU64,
     fsync_micros: Mutex<Histogram<u64>>,
     group_sizes: Mutex<Histogram<u64>>,
@@ -35,6 +36,7 @@ impl Default for Stats {
             rotations: AtomicU64::new(0),
             segments_recycled: AtomicU64::new(0),
             segments_created: AtomicU64::new(0),
+            segments_reserved: AtomicU64::new(0),
             segments_released: AtomicU64::new(0),
             fsync_micros: Mutex::new(new_histogram()),
             group_sizes: Mutex::new(new_histogram()),
@@ -85,6 +87,7 @@ impl Stats {
             segments_live: live_segments,
             segments_spare: spare_segments,
             segments_created: self.segments_created.load(Relaxed),
+            segments_reserved: self.segments_reserved.load(Relaxed),
             segments_recycled: self.segments_recycled.load(Relaxed),
             segments_released: self.segments_released.load(Relaxed),
             fsync_latency_micros: fsync,
@@ -115,8 +118,12 @@ pub struct StatsSnapshot {
     pub segments_live: usize,
     /// Prepared or released segments ready for reuse now.
     pub segments_spare: usize,
-    /// Segment files created (zero-filled) since open.
+    /// Segment files created since open (zero-filled or reserved).
     pub segments_created: u64,
+    /// Of `segments_created`, those not zero-filled whole: reserved
+    /// ([`crate::Preallocation::Reserve`], or `Adaptive` when the writer outran the
+    /// zero-fill), their blocks written by the appends themselves.
+    pub segments_reserved: u64,
     /// Released segment files reused since open.
     pub segments_recycled: u64,
     /// Segments released by `truncate_before`/`truncate_after` since open.

@@ -256,6 +256,8 @@ impl Wal {
             segment_bytes: options.segment_bytes,
             recycle_max: options.recycle_segments_max,
             background: options.prepare_in_background,
+            // log-io branch: the one wal.rs line of the preallocation work (prepare.rs).
+            preallocation: options.preallocation,
             stats: stats.clone(),
             ready: spares(&scan, options.segment_bytes),
             free: scan.free.clone(),

@@ -30,7 +30,10 @@
 //! apart. Workloads: `single_writer`, `concurrent_durable_writers`, `rotation_heavy` and
 //! `truncation_with_recycling`, each documented at its generator below. Every fourth seed
 //! of the single-threaded ones (every other of the concurrent one) prepares segments on the
-//! background thread.
+//! background thread. Every third seed makes new segments by reserving their blocks
+//! (`Preallocation::Reserve`; in the simulator `fallocate` is a length change) instead of
+//! zero-filling them; the others use the default (`Adaptive`: zero-fill inline, and on the
+//! background thread zero-fill or reserve as the writer's pace says).
 //!
 //! Environment:
 //! - `WALDEN_CRASH_SEED=<n>` runs only that seed (a replay; failure messages print it).
@@ -57,7 +60,7 @@ use support::{
     SMALL_SEGMENT_BYTES,
 };
 use walden_log::storage::{CrashDamage, SimStorage};
-use walden_log::{Durability, Lsn, Options, StatsSnapshot, Wal};
+use walden_log::{Durability, Lsn, Options, Preallocation, StatsSnapshot, Wal};
 
 /// The `#[test]` functions in this file, each a workload.
 const TESTS: u64 = 4;
@@ -737,6 +740,15 @@ impl ScriptBuilder {
     }
 }
 
+/// How a seed's workload makes new segments: every third seed reserves them.
+fn preallocation(seed: u64) -> Preallocation {
+    if seed % 3 == 1 {
+        Preallocation::Reserve
+    } else {
+        Preallocation::Adaptive
+    }
+}
+
 /// ~40 appends of mixed sizes (1 byte to a few KiB), a few batches and syncs, mixed Sync
 /// and Buffered, on the smallest segments: several rotations (row 8).
 fn single_writer_workload(test: &'static str, seed: u64) -> Workload {
@@ -760,7 +772,9 @@ fn single_writer_workload(test: &'static str, seed: u64) -> Workload {
     Workload {
         test,
         seed,
-        options: sim_options(SMALL_SEGMENT_BYTES).prepare_in_background(background),
+        options: sim_options(SMALL_SEGMENT_BYTES)
+            .prepare_in_background(background)
+            .preallocation(preallocation(seed)),
         plan: Plan::Script(b.ops),
         deterministic: !background,
         exercises: |stats| at_least("rotations", stats.rotations, 1),
@@ -784,7 +798,9 @@ fn concurrent_workload(test: &'static str, seed: u64) -> Workload {
     Workload {
         test,
         seed,
-        options: sim_options(SMALL_SEGMENT_BYTES).prepare_in_background(background),
+        options: sim_options(SMALL_SEGMENT_BYTES)
+            .prepare_in_background(background)
+            .preallocation(preallocation(seed)),
         plan: Plan::Concurrent(threads),
         deterministic: false,
         exercises: |stats| {
@@ -826,7 +842,9 @@ fn rotation_heavy_workload(test: &'static str, seed: u64) -> Workload {
     Workload {
         test,
         seed,
-        options: sim_options(SMALL_SEGMENT_BYTES).prepare_in_background(background),
+        options: sim_options(SMALL_SEGMENT_BYTES)
+            .prepare_in_background(background)
+            .preallocation(preallocation(seed)),
         plan: Plan::Script(b.ops),
         deterministic: !background,
         exercises: |stats| at_least("rotations", stats.rotations, 4),
@@ -878,7 +896,9 @@ fn truncation_workload(test: &'static str, seed: u64) -> Workload {
     Workload {
         test,
         seed,
-        options: options.prepare_in_background(background),
+        options: options
+            .prepare_in_background(background)
+            .preallocation(preallocation(seed)),
         plan: Plan::Script(b.ops),
         deterministic: !background,
         exercises: |stats| {

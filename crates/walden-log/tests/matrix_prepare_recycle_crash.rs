@@ -1,6 +1,7 @@
 //! Matrix row 10: a crash around write / fsync / rename / fsync-dir. The segment preparer
-//! creates new files (create, zero-fill, fsync, fsync the directory) and recycles released
-//! ones (blank the header, fsync, rename `.free` to `.wal`, fsync the directory);
+//! creates new files (create, zero-fill or reserve, fsync, fsync the directory; the
+//! zero-fill through `write_zeroes` or plain writes, the reservation through `allocate` or
+//! `set_len`, as the file system supports) and recycles released ones (blank the header, fsync, rename `.free` to `.wal`, fsync the directory);
 //! `truncate_before` releases them (rename `.wal` to `.free` or remove, fsync the directory).
 //! At every call and under every damage pattern each file is in its old state or its new
 //! one, never a mix: a `*.wal` file holds a blank header or a header naming its own id, a
@@ -14,7 +15,7 @@ use walden_log::format::{
     parse_free_file_name, parse_segment_file_name, SegmentHeader, DATA_OFFSET,
 };
 use walden_log::storage::SimStorage;
-use walden_log::{Durability, Wal};
+use walden_log::{Durability, Preallocation, Wal};
 
 /// No file carries another file's identity: every valid header names the file's own id and
 /// the log's id. (A renamed file is always blank first: recycling blanks and syncs the header
@@ -119,13 +120,17 @@ fn row10_crash_while_recycling_a_released_segment() {
     assert!(sweep.run_all() >= 50);
 }
 
-#[test]
-fn row10_crash_while_creating_a_new_segment() {
+/// A crash at every call of a rotation that creates a new segment made as `how` says, on a
+/// file system supporting `allocate` and `write_zeroes` as given.
+fn crash_while_creating(seed: u64, how: Preallocation, allocate: bool, write_zeroes: bool) {
     let sweep = Sweep {
-        seed: 11,
-        options: sim_options(SMALL_SEGMENT_BYTES).recycle_segments_max(0),
+        seed,
+        options: sim_options(SMALL_SEGMENT_BYTES)
+            .recycle_segments_max(0)
+            .preallocation(how),
         damages: &SWEEP_DAMAGES,
         setup: &|sim, wal, m| {
+            sim.set_fallocate_support(allocate, write_zeroes);
             let active = wal.segments()[0].id;
             loop {
                 let used = frames(sim, &seg_path(active))
@@ -139,14 +144,39 @@ fn row10_crash_while_creating_a_new_segment() {
         },
         workload: &|_, wal, m| {
             let created = wal.stats().segments_created;
+            let reserved = wal.stats().segments_reserved;
             m.append_n(wal, "second", 5, Durability::Sync)?;
             assert_eq!(wal.stats().segments_created, created + 1);
+            let want = u64::from(how == Preallocation::Reserve);
+            assert_eq!(wal.stats().segments_reserved, reserved + want);
             Ok(())
         },
         after_crash: &files_old_or_new,
         after_open: &no_stray_segment,
     };
     assert!(sweep.run_all() >= 40);
+}
+
+#[test]
+fn row10_crash_while_creating_a_new_segment() {
+    // Zero-filled with 1 MiB writes (no FALLOC_FL_WRITE_ZEROES, like ext4 here).
+    crash_while_creating(11, Preallocation::Adaptive, true, false);
+}
+
+#[test]
+fn row10_crash_while_zero_filling_with_write_zeroes() {
+    crash_while_creating(13, Preallocation::ZeroFill, true, true);
+}
+
+#[test]
+fn row10_crash_while_reserving_a_new_segment() {
+    crash_while_creating(14, Preallocation::Reserve, true, false);
+}
+
+#[test]
+fn row10_crash_while_reserving_without_fallocate() {
+    // The set_len fallback.
+    crash_while_creating(15, Preallocation::Reserve, false, false);
 }
 
 #[test]

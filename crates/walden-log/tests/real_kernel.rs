@@ -7,7 +7,8 @@
 //!   everything not yet on the device, like a power cut; the writer is SIGKILLed, the image
 //!   unmounted, detached and mounted again (journal replay), and the recovered log must hold
 //!   every acknowledged record with its exact bytes, as a dense prefix from LSN 1 in which
-//!   every record is one the writer really appended.
+//!   every record is one the writer really appended. One round has the writer reserve its
+//!   segments with `fallocate` (unwritten extents) instead of zero-filling them.
 //! - `enospc_is_a_typed_error_and_loses_nothing`: a log on a nearly full tmpfs and on a
 //!   nearly full ext4 image (segments prepared inline and in the background) is appended to
 //!   durably until the file system is full. The failure must be `Error::NoSpace`, no later
@@ -581,12 +582,14 @@ struct Round {
     threads: u32,
     record_bytes: u32,
     segment_bytes: u64,
+    /// How the writer makes new segments (`ack_writer --preallocation`).
+    preallocation: &'static str,
     /// The power is cut after a random number of this run's acknowledgements in this range.
     acks_min: u64,
     acks_max: u64,
 }
 
-const ROUNDS: [Round; 4] = [
+const ROUNDS: [Round; 5] = [
     Round {
         name: "plain shutdown, 1 MiB segments",
         fresh_fs: true,
@@ -594,6 +597,7 @@ const ROUNDS: [Round; 4] = [
         threads: 4,
         record_bytes: 1024,
         segment_bytes: 1 << 20,
+        preallocation: "adaptive",
         acks_min: 3_000,
         acks_max: 8_000,
     },
@@ -604,6 +608,7 @@ const ROUNDS: [Round; 4] = [
         threads: 4,
         record_bytes: 1024,
         segment_bytes: 1 << 20,
+        preallocation: "adaptive",
         acks_min: 2_000,
         acks_max: 6_000,
     },
@@ -614,6 +619,7 @@ const ROUNDS: [Round; 4] = [
         threads: 4,
         record_bytes: 2048,
         segment_bytes: 64 << 10,
+        preallocation: "adaptive",
         acks_min: 1_000,
         acks_max: 4_000,
     },
@@ -624,8 +630,22 @@ const ROUNDS: [Round; 4] = [
         threads: 4,
         record_bytes: 2048,
         segment_bytes: 16 << 10,
+        preallocation: "adaptive",
         acks_min: 500,
         acks_max: 1_500,
+    },
+    Round {
+        // Durable appends into unwritten extents: each fdatasync must commit the extent
+        // conversion along with the data, or acknowledged records read back as zeros.
+        name: "plain shutdown, reserved segments (fallocate, 256 KiB)",
+        fresh_fs: true,
+        flush_log: false,
+        threads: 4,
+        record_bytes: 1024,
+        segment_bytes: 256 << 10,
+        preallocation: "reserve",
+        acks_min: 2_000,
+        acks_max: 6_000,
     },
 ];
 
@@ -811,6 +831,8 @@ fn power_cut_keeps_every_acknowledged_record() {
             round.segment_bytes.to_string(),
             "--run".into(),
             run_id.to_string(),
+            "--preallocation".into(),
+            round.preallocation.into(),
         ];
         let stderr_path = work.path().join(format!("round{index}.stderr"));
         let round_started = Instant::now();

@@ -15,6 +15,10 @@
 //! - An error from `sync_data` means the durable state of that file is unknown; the engine
 //!   never retries it (see docs/DURABILITY.md, "fsync failure").
 //! - Reads see every write made before them, synced or not.
+//! - `write_zeroes`, `allocate` and `set_len` are changes like writes: durable (content,
+//!   length, reservation) after `sync_data` on that file, and until then in any state a
+//!   crash leaves a write or a length change in. `advise_sequential` is a hint: it changes
+//!   nothing.
 //!
 //! All paths are absolute or relative to the process working directory; the engine only
 //! ever passes paths inside the log directory.
@@ -54,6 +58,54 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
     /// Sets the file's length, cutting or extending with zeros. Durable after `sync_data`.
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+
+    /// Says that the file will be read front to back, so the storage may read further
+    /// ahead in the background (`posix_fadvise(POSIX_FADV_SEQUENTIAL)`: Linux doubles the
+    /// read-ahead window of this open file). A hint only: it changes no content, no length,
+    /// no durability and nothing a later call returns; read-ahead lands in the page cache,
+    /// not in this process's memory. An error means only that no hint was taken: the reads
+    /// that follow report any real fault.
+    ///
+    /// The default does nothing (a storage without read-ahead is still correct).
+    fn advise_sequential(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Makes `[offset, offset + len_bytes)` read as zeros, backed by blocks the file system
+    /// treats as written (initialized), extending the file if the range ends past it, without
+    /// copying zeros through the page cache (`fallocate(FALLOC_FL_WRITE_ZEROES)`, Linux
+    /// 6.17+). A later overwrite of that range then changes data only, so its `sync_data`
+    /// needs no metadata commit. Durable after `sync_data`, like a write.
+    ///
+    /// Fails with [`io::ErrorKind::Unsupported`], changing nothing, where the kernel, the
+    /// file system or the device cannot do it (ext4 needs a device with an unmapping
+    /// write-zeroes command; tmpfs never can): the caller writes zeros instead. That is
+    /// what the default does.
+    fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let _ = (offset, len_bytes);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "write_zeroes is not implemented by this storage",
+        ))
+    }
+
+    /// Reserves blocks for `[offset, offset + len_bytes)` without writing them, extending the
+    /// file if the range ends past it (`fallocate` mode 0: unwritten extents on ext4 and XFS).
+    /// Reads there return zeros. Content already in the range is unchanged. Cheap (metadata
+    /// only), but the first write to each reserved block turns it into a written block, a
+    /// metadata change that the next `sync_data` commits: dearer per sync than overwriting
+    /// written blocks. Durable (length and reservation) after `sync_data`.
+    ///
+    /// Fails with [`io::ErrorKind::Unsupported`], changing nothing, where the file system
+    /// cannot reserve: the caller extends with `set_len` instead. That is what the default
+    /// does.
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let _ = (offset, len_bytes);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "allocate is not implemented by this storage",
+        ))
+    }
 }
 
 /// How [`Storage::open`] opens a file.

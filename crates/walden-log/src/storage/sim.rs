@@ -34,6 +34,17 @@
 //! - **Old content under new writes**: a lost sector keeps whatever the durable image held
 //!   there, so rewriting a file in place can leave old records behind after a crash.
 //! - **Lock contention**: [`Storage::lock_dir`] fails with `WouldBlock` while held.
+//! - **Hints**: [`StorageFile::advise_sequential`] is counted
+//!   ([`SimStorage::sequential_advice_count`]) and changes nothing.
+//! - **Missing `fallocate` modes** ([`SimStorage::set_fallocate_support`]):
+//!   [`StorageFile::write_zeroes`] and [`StorageFile::allocate`] fail with `Unsupported`,
+//!   changing nothing. By default `allocate` works and `write_zeroes` does not, like ext4 on
+//!   a disk without a write-zeroes command (the machines this project measures on).
+//!
+//! `write_zeroes` is a write of zeros and `allocate` a length change: at a crash their
+//! unsynced effects meet the same fates as any write or `set_len`. Whether blocks are
+//! "written" or "unwritten" is not modelled (it changes the cost of a sync, not its
+//! outcome).
 //!
 //! # Faults not modelled
 //! - Damage to bytes that were not rewritten since the last sync: a sector's fate applies to
@@ -257,6 +268,11 @@ struct State {
     sync_fail_in: Option<u64>,
     space_limit: Option<u64>,
     read_faults: Vec<ReadFault>,
+    /// Whether `allocate` and `write_zeroes` work (else `Unsupported`).
+    allocate_supported: bool,
+    write_zeroes_supported: bool,
+    /// `advise_sequential` calls.
+    sequential_advice: u64,
 }
 
 impl State {
@@ -618,6 +634,13 @@ fn not_found(path: &Path) -> io::Error {
     )
 }
 
+fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is not supported by this simulated file system"),
+    )
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
@@ -684,6 +707,9 @@ impl SimStorage {
             sync_fail_in: None,
             space_limit: None,
             read_faults: Vec::new(),
+            allocate_supported: true,
+            write_zeroes_supported: false,
+            sequential_advice: 0,
         };
         SimStorage {
             shared: Arc::new(Mutex::new(state)),
@@ -712,7 +738,9 @@ impl SimStorage {
 
     /// Sets a crash point: counting from now, the `n`-th call on this storage or on any of
     /// its handles (every [`Storage`] and [`StorageFile`] method counts, whatever its
-    /// outcome; the helpers on `SimStorage` do not) and every call after it fail with
+    /// outcome, except [`StorageFile::advise_sequential`], a hint that changes nothing, so
+    /// a crash there is the crash at the next call; the helpers on `SimStorage` do not count
+    /// either) and every call after it fail with
     /// `io::Error::other("simulated crash point")` without taking effect, as if the process
     /// had died there. `Some(0)` acts like `Some(1)` (the next call fails); `None` removes
     /// the crash point. [`SimStorage::crash`] clears it too.
@@ -765,6 +793,22 @@ impl SimStorage {
     /// Removes every read fault set by [`SimStorage::fail_reads`].
     pub fn clear_read_faults(&self) {
         self.state().read_faults.clear();
+    }
+
+    /// Chooses which `fallocate` modes the simulated file system supports: with `false`,
+    /// [`StorageFile::allocate`] (mode 0) or [`StorageFile::write_zeroes`]
+    /// (`FALLOC_FL_WRITE_ZEROES`) fails with `Unsupported` and changes nothing (the call
+    /// still counts). Default: `allocate` yes, `write_zeroes` no. Survives crashes.
+    pub fn set_fallocate_support(&self, allocate: bool, write_zeroes: bool) {
+        let mut state = self.state();
+        state.allocate_supported = allocate;
+        state.write_zeroes_supported = write_zeroes;
+    }
+
+    /// How many [`StorageFile::advise_sequential`] calls were made on handles of this
+    /// storage since it was created.
+    pub fn sequential_advice_count(&self) -> u64 {
+        self.state().sequential_advice
     }
 
     /// The current content of the file at `path` (unsynced writes included), or `None` if
@@ -1126,6 +1170,28 @@ impl SimFile {
         Ok(state)
     }
 
+    /// `write_all_at` with the state already locked and the call counted.
+    fn write_locked(&self, state: &mut State, buf: &[u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| invalid(format!("write at offset {offset} overflows")))?;
+        let end = checked_size(end, "write end offset")?;
+        let start = end - buf.len();
+        if buf.is_empty() {
+            // pwrite(2) of nothing changes nothing, not even the length.
+            return Ok(());
+        }
+        let len = state.inode_mut(self.inode)?.current.len();
+        state.check_space(end.saturating_sub(len))?;
+        let inode = state.inode_mut(self.inode)?;
+        write_into(&mut inode.current, start, buf);
+        inode.pending.push(PendingOp::Write {
+            offset: start,
+            data: buf.to_vec(),
+        });
+        Ok(())
+    }
+
     fn check_writable(&self) -> io::Result<()> {
         if self.writable {
             Ok(())
@@ -1162,24 +1228,7 @@ impl StorageFile for SimFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut state = self.enter()?;
         self.check_writable()?;
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .ok_or_else(|| invalid(format!("write at offset {offset} overflows")))?;
-        let end = checked_size(end, "write end offset")?;
-        let start = end - buf.len();
-        if buf.is_empty() {
-            // pwrite(2) of nothing changes nothing, not even the length.
-            return Ok(());
-        }
-        let len = state.inode_mut(self.inode)?.current.len();
-        state.check_space(end.saturating_sub(len))?;
-        let inode = state.inode_mut(self.inode)?;
-        write_into(&mut inode.current, start, buf);
-        inode.pending.push(PendingOp::Write {
-            offset: start,
-            data: buf.to_vec(),
-        });
-        Ok(())
+        self.write_locked(&mut state, buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -1216,6 +1265,54 @@ impl StorageFile for SimFile {
         let from = state.inode_mut(self.inode)?.current.len();
         state.check_space(to.saturating_sub(from))?;
         if to != from {
+            let inode = state.inode_mut(self.inode)?;
+            inode.current.resize(to, 0);
+            inode.pending.push(PendingOp::SetLen { from, to });
+        }
+        Ok(())
+    }
+
+    fn advise_sequential(&self) -> io::Result<()> {
+        // Not counted as a call (see `crash_after_ops`), but a dead process or a stale
+        // handle cannot hint either.
+        let mut state = lock_state(&self.shared);
+        if state.crash_at.is_some_and(|at| state.op_count >= at) {
+            return Err(io::Error::other("simulated crash point"));
+        }
+        if state.epoch != self.epoch {
+            return Err(io::Error::other(format!(
+                "{}: stale handle after simulated crash",
+                self.path.display()
+            )));
+        }
+        state.sequential_advice = state.sequential_advice.saturating_add(1);
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let mut state = self.enter()?;
+        self.check_writable()?;
+        if !state.write_zeroes_supported {
+            return Err(unsupported("FALLOC_FL_WRITE_ZEROES"));
+        }
+        let len = checked_size(len_bytes, "write_zeroes length")?;
+        self.write_locked(&mut state, &vec![0u8; len], offset)
+    }
+
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let mut state = self.enter()?;
+        self.check_writable()?;
+        if !state.allocate_supported {
+            return Err(unsupported("fallocate"));
+        }
+        let end = offset
+            .checked_add(len_bytes)
+            .ok_or_else(|| invalid(format!("allocate at offset {offset} overflows")))?;
+        let to = checked_size(end, "allocate end offset")?;
+        let from = state.inode_mut(self.inode)?.current.len();
+        if to > from {
+            // Only the growth shows: reserving blocks under existing bytes changes no content.
+            state.check_space(to - from)?;
             let inode = state.inode_mut(self.inode)?;
             inode.current.resize(to, 0);
             inode.pending.push(PendingOp::SetLen { from, to });
@@ -1459,6 +1556,97 @@ mod tests {
         assert!(sim.list(Path::new(DIR)).is_err());
         sim.crash_after_ops(None);
         assert!(sim.list(Path::new(DIR)).is_ok());
+    }
+
+    #[test]
+    fn sequential_advice_is_counted_and_changes_nothing() {
+        let sim = fresh(16);
+        let file = durable_file(&sim, "a", b"abc");
+        file.write_all_at(b"d", 3).unwrap();
+        let ops = sim.op_count();
+        file.advise_sequential().unwrap();
+        file.advise_sequential().unwrap();
+        assert_eq!(sim.sequential_advice_count(), 2);
+        assert_eq!(sim.op_count(), ops, "a hint is not a crash point");
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcd");
+        sim.crash(CrashDamage::DropAll);
+        assert_eq!(
+            sim.read_file(&path("a")).unwrap(),
+            b"abc",
+            "the hint synced nothing"
+        );
+        assert!(file.advise_sequential().is_err(), "stale handle");
+        let file = sim.open(&path("a"), OpenMode::Read).unwrap();
+        sim.crash_after_ops(Some(1));
+        assert!(file.len().is_err());
+        assert!(file.advise_sequential().is_err(), "past the crash point");
+        assert_eq!(sim.sequential_advice_count(), 2);
+    }
+
+    #[test]
+    fn allocate_is_a_length_change_until_synced() {
+        let sim = fresh(17);
+        let file = durable_file(&sim, "a", b"abcdef");
+        // Inside the file: nothing changes, nothing is pending.
+        file.allocate(2, 3).unwrap();
+        sim.crash(CrashDamage::KeepAll);
+        let file = sim.open(&path("a"), OpenMode::ReadWrite).unwrap();
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcdef");
+        // Past the end: zeros, lost at a crash until synced.
+        file.allocate(4, 8).unwrap();
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcdef\0\0\0\0\0\0");
+        sim.crash(CrashDamage::DropAll);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcdef");
+        let file = sim.open(&path("a"), OpenMode::ReadWrite).unwrap();
+        file.allocate(0, 12).unwrap();
+        file.sync_data().unwrap();
+        sim.crash(CrashDamage::DropAll);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcdef\0\0\0\0\0\0");
+        // A full disk refuses the growth and changes nothing.
+        let file = sim.open(&path("a"), OpenMode::ReadWrite).unwrap();
+        sim.set_space_limit(Some(20));
+        let err = file.allocate(0, 64).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(ENOSPC));
+        assert_eq!(file.len().unwrap(), 12);
+        sim.set_space_limit(None);
+        assert!(file.allocate(u64::MAX, 2).is_err(), "overflow");
+        let reader = sim.open(&path("a"), OpenMode::Read).unwrap();
+        assert!(reader.allocate(0, 64).is_err(), "read-only handle");
+    }
+
+    #[test]
+    fn unsupported_fallocate_modes_change_nothing_but_count() {
+        let sim = fresh(18);
+        let file = durable_file(&sim, "a", b"abc");
+        let ops = sim.op_count();
+        let err = file.write_zeroes(0, 8).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "the default");
+        sim.set_fallocate_support(false, false);
+        let err = file.allocate(0, 8).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(sim.op_count(), ops + 2, "each refused call still counts");
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abc");
+        sim.crash(CrashDamage::KeepAll);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn write_zeroes_is_a_write_of_zeros() {
+        let sim = fresh(19);
+        sim.set_fallocate_support(true, true);
+        let file = durable_file(&sim, "a", &[7u8; 1024]);
+        file.write_zeroes(512, 1024).unwrap();
+        let mut want = vec![7u8; 512];
+        want.extend_from_slice(&[0u8; 1024]);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), want);
+        // Unsynced, it meets a write's fate: dropped, the old bytes and length come back.
+        sim.crash(CrashDamage::DropAll);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), vec![7u8; 1024]);
+        let file = sim.open(&path("a"), OpenMode::ReadWrite).unwrap();
+        file.write_zeroes(512, 1024).unwrap();
+        file.sync_data().unwrap();
+        sim.crash(CrashDamage::RandomGarbled);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), want);
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// [`Storage`] on the operating system's file system. `sync_data` is `fdatasync(2)`,
-/// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`.
+/// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`,
+/// `advise_sequential` is `posix_fadvise(POSIX_FADV_SEQUENTIAL)`, `allocate` and
+/// `write_zeroes` are `fallocate(2)` (mode 0 and `FALLOC_FL_WRITE_ZEROES`; on other systems
+/// than Linux, the advice does nothing and both report `Unsupported`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
 
@@ -47,6 +50,77 @@ impl StorageFile for StdFile {
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.0.set_len(len_bytes)
     }
+
+    fn advise_sequential(&self) -> io::Result<()> {
+        advise_sequential(&self.0)
+    }
+
+    fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        fallocate(&self.0, Fallocate::WriteZeroes, offset, len_bytes)
+    }
+
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        fallocate(&self.0, Fallocate::Reserve, offset, len_bytes)
+    }
+}
+
+/// The two `fallocate` modes the engine uses.
+#[derive(Debug, Clone, Copy)]
+enum Fallocate {
+    /// Mode 0: reserve blocks (unwritten extents).
+    Reserve,
+    /// `FALLOC_FL_WRITE_ZEROES`: written, zeroed blocks.
+    WriteZeroes,
+}
+
+#[cfg(target_os = "linux")]
+fn advise_sequential(file: &File) -> io::Result<()> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::Sequential).map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_sequential(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn fallocate(file: &File, how: Fallocate, offset: u64, len_bytes: u64) -> io::Result<()> {
+    use rustix::fs::FallocateFlags;
+    use rustix::io::Errno;
+    /// `FALLOC_FL_WRITE_ZEROES` (Linux 6.17, include/uapi/linux/falloc.h); rustix 1.1 has
+    /// no name for it yet.
+    const FALLOC_FL_WRITE_ZEROES: u32 = 0x80;
+    let mode = match how {
+        Fallocate::Reserve => FallocateFlags::empty(),
+        Fallocate::WriteZeroes => FallocateFlags::from_bits_retain(FALLOC_FL_WRITE_ZEROES),
+    };
+    if len_bytes == 0 {
+        // fallocate(2) rejects a zero length with EINVAL; reserving nothing is done.
+        return Ok(());
+    }
+    loop {
+        match rustix::fs::fallocate(file, mode, offset, len_bytes) {
+            Ok(()) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            // Kernels before 6.17 reject the unknown mode bit with EOPNOTSUPP, as do file
+            // systems and devices that cannot do it; ENOSYS where there is no fallocate.
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("fallocate {how:?} is not supported here"),
+                ))
+            }
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fallocate(_file: &File, how: Fallocate, _offset: u64, _len_bytes: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("fallocate {how:?} is Linux only"),
+    ))
 }
 
 #[derive(Debug)]
@@ -110,6 +184,92 @@ impl Storage for StdStorage {
                 format!("{} is locked by another writer", dir.display()),
             )),
             Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sequential_advice_is_accepted_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let storage = StdStorage::new();
+        let file = storage.open(&path, OpenMode::CreateNew).unwrap();
+        let bytes: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        file.write_all_at(&bytes, 0).unwrap();
+        file.advise_sequential().unwrap();
+        let mut back = vec![0u8; bytes.len()];
+        super::super::read_exact_at(&*file, &mut back, 0).unwrap();
+        assert_eq!(back, bytes);
+        assert_eq!(file.len().unwrap(), bytes.len() as u64);
+    }
+
+    /// Directories on the file systems these machines have: the test's temporary
+    /// directory (ext4 here) and /dev/shm (tmpfs) when it exists.
+    fn dirs() -> Vec<tempfile::TempDir> {
+        let mut dirs = vec![tempfile::tempdir().unwrap()];
+        if Path::new("/dev/shm").is_dir() {
+            if let Ok(d) = tempfile::tempdir_in("/dev/shm") {
+                dirs.push(d);
+            }
+        }
+        dirs
+    }
+
+    #[test]
+    fn allocate_extends_with_zeros_and_keeps_content() {
+        for dir in dirs() {
+            let path = dir.path().join("f");
+            let file = StdStorage::new().open(&path, OpenMode::CreateNew).unwrap();
+            file.write_all_at(b"abc", 0).unwrap();
+            match file.allocate(0, 1 << 20) {
+                Ok(()) => {}
+                // Not Linux, or a file system without fallocate: nothing may have changed.
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    assert_eq!(file.len().unwrap(), 3);
+                    continue;
+                }
+                Err(e) => panic!("allocate in {}: {e}", dir.path().display()),
+            }
+            assert_eq!(file.len().unwrap(), 1 << 20);
+            let mut back = vec![1u8; 1 << 20];
+            super::super::read_exact_at(&*file, &mut back, 0).unwrap();
+            assert_eq!(back.get(..3).unwrap(), b"abc");
+            assert!(back.get(3..).unwrap().iter().all(|&b| b == 0));
+            // Inside the file it changes neither length nor content.
+            file.allocate(0, 4096).unwrap();
+            assert_eq!(file.len().unwrap(), 1 << 20);
+            file.allocate(5, 0).unwrap();
+            file.sync_data().unwrap();
+        }
+    }
+
+    #[test]
+    fn write_zeroes_zeroes_or_says_unsupported() {
+        for dir in dirs() {
+            let path = dir.path().join("f");
+            let file = StdStorage::new().open(&path, OpenMode::CreateNew).unwrap();
+            file.write_all_at(&[9u8; 8192], 0).unwrap();
+            match file.write_zeroes(4096, 8192) {
+                Ok(()) => {
+                    assert_eq!(file.len().unwrap(), 12288);
+                    let mut back = vec![1u8; 12288];
+                    super::super::read_exact_at(&*file, &mut back, 0).unwrap();
+                    assert!(back.get(..4096).unwrap().iter().all(|&b| b == 9));
+                    assert!(back.get(4096..).unwrap().iter().all(|&b| b == 0));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    let mut back = vec![1u8; 8192];
+                    super::super::read_exact_at(&*file, &mut back, 0).unwrap();
+                    assert!(back.iter().all(|&b| b == 9), "unchanged");
+                    assert_eq!(file.len().unwrap(), 8192);
+                }
+                Err(e) => panic!("write_zeroes in {}: {e}", dir.path().display()),
+            }
         }
     }
 }
