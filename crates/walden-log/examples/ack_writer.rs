@@ -16,7 +16,7 @@
 //! - `--run` a number mixed into every payload, so several writer runs over one log can be
 //!   told apart (default 1);
 //! - `--preallocation` how new segments are made ([`walden_log::Preallocation`]; default
-//!   `adaptive`).
+//!   `zero-fill`, as the log's).
 //!
 //! Every append is [`Durability::Sync`]. Output, one line each, flushed as written:
 //!
@@ -163,7 +163,7 @@ fn parse_args() -> Result<Args, String> {
         record_bytes: 1024,
         segment_bytes: 1 << 20,
         run: 1,
-        preallocation: Preallocation::Adaptive,
+        preallocation: Preallocation::ZeroFill,
     };
     let mut dir = None;
     let mut it = std::env::args().skip(1);

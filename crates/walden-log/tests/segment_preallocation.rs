@@ -153,9 +153,10 @@ fn adaptive_reserves_when_a_buffered_writer_outruns_the_zero_fill() {
         .durability(Durability::Buffered);
     assert_eq!(
         options.preallocation,
-        Preallocation::Adaptive,
-        "the default"
+        Preallocation::ZeroFill,
+        "the default: the only way safe against a journal abort (options.rs)"
     );
+    let options = options.preallocation(Preallocation::Adaptive);
     let wal = Wal::open(options.clone()).unwrap();
     // 48 MiB in 64 KiB records on 1 MiB segments: the writer fills a segment in the page
     // cache far faster than the preparer writes and syncs one of zeros.
