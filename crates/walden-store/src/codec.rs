@@ -69,8 +69,13 @@ pub enum StoreRecord {
 }
 
 /// Encodes a `Writes` record.
-pub fn encode_writes<'a>(txn_id: u64, writes: impl ExactSizeIterator<Item = &'a Write>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
+pub fn encode_writes<'a>(
+    txn_id: u64,
+    writes: impl ExactSizeIterator<Item = &'a Write> + Clone,
+) -> Vec<u8> {
+    // Sized once: growing from a guess reallocated and copied several times per commit.
+    let len = 13 + writes.clone().map(Write::encoded_len).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
     out.push(WRITES);
     out.extend_from_slice(&txn_id.to_le_bytes());
     out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
@@ -82,6 +87,7 @@ pub fn encode_writes<'a>(txn_id: u64, writes: impl ExactSizeIterator<Item = &'a 
             put_bytes(&mut out, v);
         }
     }
+    debug_assert_eq!(out.len(), len, "Write::encoded_len is exact");
     out
 }
 

@@ -3,13 +3,36 @@
 //! readers and checkpoints are free to take and never block writers.
 
 use crate::codec::{Bytes, Write};
+use equivalent::{Comparable, Equivalent};
 use imbl::OrdMap;
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
 /// Map key: namespace then key, ordered bytewise.
 pub(crate) type MapKey = (Bytes, Bytes);
+
+/// A borrowed [`MapKey`] for lookups. Building an owned key for every lookup allocated two
+/// `Arc<[u8]>` under the commit mutex (two lookups per written key per commit); this
+/// compares in place, in the same order as the tuple.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyRef<'a> {
+    pub ns: &'a [u8],
+    pub key: &'a [u8],
+}
+
+impl Equivalent<MapKey> for KeyRef<'_> {
+    fn equivalent(&self, k: &MapKey) -> bool {
+        *self.ns == *k.0 && *self.key == *k.1
+    }
+}
+
+impl Comparable<MapKey> for KeyRef<'_> {
+    fn compare(&self, k: &MapKey) -> Ordering {
+        self.ns.cmp(&k.0).then_with(|| self.key.cmp(&k.1))
+    }
+}
 
 /// One version of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +69,7 @@ pub(crate) struct State {
 
 impl State {
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<&Arc<Entry>> {
-        self.map.get(&(Bytes::from(ns), Bytes::from(key)))
+        self.map.get(&KeyRef { ns, key })
     }
 
     /// The current version number of a key (0 when it was never written).
@@ -61,23 +84,41 @@ impl State {
     /// Callers pass only a transaction's [`final_writes`]: one new version per key per
     /// committed transaction.
     pub fn apply(&mut self, w: &Write, lsn: u64, commit_time_ms: u64, history: usize) -> u64 {
-        let k: MapKey = (w.ns.clone(), w.key.clone());
-        let mut entry = self
-            .map
-            .get(&k)
-            .map(|e| Entry::clone(e))
-            .unwrap_or_default();
-        let version = entry.current().map_or(0, |v| v.version) + 1;
-        entry.versions.push_back(Version {
+        let current = self.get(&w.ns, &w.key).cloned();
+        self.apply_over(w, current.as_deref(), lsn, commit_time_ms, history)
+    }
+
+    /// [`State::apply`] for a caller that already looked up the key's entry in this state
+    /// (`current`: `None` when absent), saving a second descent of the map.
+    pub fn apply_over(
+        &mut self,
+        w: &Write,
+        current: Option<&Entry>,
+        lsn: u64,
+        commit_time_ms: u64,
+        history: usize,
+    ) -> u64 {
+        // Conflict detection compares version LSNs with snapshot LSNs: no version may carry
+        // an LSN above its state's.
+        debug_assert!(lsn > self.lsn, "commits apply in LSN order");
+        let history = history.max(1);
+        let version = current.and_then(Entry::current).map_or(0, |v| v.version) + 1;
+        // Exactly sized: cloning the entry and then pushing grew a full deque (a realloc
+        // and copy) just before trimming it again.
+        let old = current.map(|e| &e.versions);
+        let keep = old.map_or(0, |v| v.len().min(history - 1));
+        let mut versions = VecDeque::with_capacity(keep + 1);
+        if let Some(old) = old {
+            versions.extend(old.iter().skip(old.len() - keep).cloned());
+        }
+        versions.push_back(Version {
             version,
             lsn,
             commit_time_ms,
             value: w.value.clone(),
         });
-        while entry.versions.len() > history.max(1) {
-            entry.versions.pop_front();
-        }
-        self.map.insert(k, Arc::new(entry));
+        self.map
+            .insert((w.ns.clone(), w.key.clone()), Arc::new(Entry { versions }));
         version
     }
 
@@ -132,4 +173,60 @@ pub(crate) fn final_writes(writes: &[Write]) -> impl Iterator<Item = &Write> {
         .enumerate()
         .filter(move |(i, w)| last.get(&(&*w.ns, &*w.key)) == Some(i))
         .map(|(_, w)| w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &[u8]) -> Bytes {
+        s.into()
+    }
+
+    /// A borrowed lookup must order exactly like the owned tuple key, or lookups in the map
+    /// descend the wrong way and miss keys that are there.
+    #[test]
+    fn borrowed_keys_order_like_tuples() {
+        let parts: [&[u8]; 7] = [b"", b"a", b"a\0", b"ab", b"b", b"\xff", b"a\xff"];
+        for ns1 in parts {
+            for k1 in parts {
+                for ns2 in parts {
+                    for k2 in parts {
+                        let owned = (b(ns2), b(k2));
+                        let r = KeyRef { ns: ns1, key: k1 };
+                        assert_eq!(
+                            r.compare(&owned),
+                            (b(ns1), b(k1)).cmp(&owned),
+                            "{ns1:?}/{k1:?} against {ns2:?}/{k2:?}"
+                        );
+                        assert_eq!(r.equivalent(&owned), ns1 == ns2 && k1 == k2);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn apply_counts_versions_and_keeps_the_newest_history() {
+        let mut s = State::default();
+        let w = |v: &[u8]| Write {
+            ns: b(b"ns"),
+            key: b(b"k"),
+            value: Some(b(v)),
+        };
+        for lsn in 1..=5u64 {
+            assert_eq!(s.apply(&w(&[lsn as u8]), lsn, 0, 3), lsn);
+            s.lsn = lsn;
+        }
+        let e = s.get(b"ns", b"k").expect("applied");
+        let kept: Vec<u64> = e.versions.iter().map(|v| v.lsn).collect();
+        assert_eq!(kept, [3, 4, 5], "the last 3 versions, oldest first");
+        assert!(
+            e.versions.capacity() < 6,
+            "sized for the kept versions, never grown"
+        );
+        assert_eq!(s.version_of(b"ns", b"k"), 5);
+        assert_eq!(s.version_of(b"ns", b"k\0"), 0);
+        assert_eq!(s.version_of(b"ns\0", b"k"), 0);
+    }
 }

@@ -14,7 +14,7 @@ use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
 use crate::error::{lossy, Error, Result};
 use crate::limits::Limits;
 use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
-use crate::state::{final_writes, MapKey, State, Version};
+use crate::state::{final_writes, Entry, MapKey, State, Version};
 use crate::txn::{Precondition, Scan, Transaction, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -148,8 +148,12 @@ pub struct StoreStatus {
 pub(crate) struct CommitRequest {
     pub txn_id: u64,
     pub writes: Vec<Write>,
+    /// Indexes into `writes` of the writes that take effect (the last per key), ascending:
+    /// what `state::final_writes` yields.
+    pub final_writes: Vec<usize>,
     pub unspilled_from: usize,
-    pub snapshot_versions: Vec<(MapKey, u64)>,
+    /// Commit LSN of the state the transaction read (its snapshot's `lsn`).
+    pub snapshot_lsn: u64,
     pub preconditions: Vec<(MapKey, Precondition)>,
     pub first_spill_lsn: u64,
 }
@@ -428,26 +432,20 @@ impl Store {
         let mut versions = Vec::new();
         {
             let mut c = lock(&self.inner.commit);
-            let checked = check_preconditions(&c.latest, &req.preconditions).and_then(|()| {
-                for ((ns, key), seen) in &req.snapshot_versions {
-                    if c.latest.version_of(ns, key) != *seen {
-                        return Err(Error::Conflict {
-                            ns: lossy(ns),
-                            key: lossy(key),
-                        });
-                    }
+            let checked = check_preconditions(&c.latest, &req.preconditions)
+                .and_then(|()| check_conflicts(&c.latest, &req));
+            let currents = match checked {
+                Ok(currents) => currents,
+                Err(e) => {
+                    // Refused: this transaction will never commit. If it spilled, end it like
+                    // an abort (an `Abort` record, and out of `spills`); otherwise its first
+                    // spill would hold every later checkpoint's redo start, and so the log's
+                    // head, forever (found by tests/checkpoint_crash.rs).
+                    drop(c);
+                    self.abort(req.txn_id, req.first_spill_lsn);
+                    return Err(e);
                 }
-                Ok(())
-            });
-            if let Err(e) = checked {
-                // Refused: this transaction will never commit. If it spilled, end it like an
-                // abort (an `Abort` record, and out of `spills`); otherwise its first spill
-                // would hold every later checkpoint's redo start, and so the log's head,
-                // forever (found by tests/checkpoint_crash.rs).
-                drop(c);
-                self.abort(req.txn_id, req.first_spill_lsn);
-                return Err(e);
-            }
+            };
             let time = now_ms();
             let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
             let mut batch = Vec::with_capacity(2);
@@ -458,8 +456,11 @@ impl Store {
             let first = self.inner.wal.append_batch(&batch, Durability::Buffered)?;
             commit_lsn = first.get() + batch.len() as u64 - 1;
             // One version per key: its last write in this transaction (see final_writes).
-            for w in final_writes(&req.writes) {
-                let v = c.latest.apply(w, commit_lsn, time, history);
+            versions.reserve_exact(currents.len());
+            for (w, current) in currents {
+                let v = c
+                    .latest
+                    .apply_over(w, current.as_deref(), commit_lsn, time, history);
                 versions.push((w.ns.clone(), w.key.clone(), v));
             }
             c.latest.lsn = commit_lsn;
@@ -476,7 +477,6 @@ impl Store {
             commit_lsn
         };
         self.publish(bound.max(self.inner.wal.durable_lsn().get()));
-        dedup_versions(&mut versions);
         Ok(CommitInfo {
             lsn: Lsn(commit_lsn),
             versions,
@@ -641,19 +641,38 @@ fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result
     Ok(())
 }
 
-/// Keeps the last version reported per key, in first-write order.
-fn dedup_versions(versions: &mut Vec<(Bytes, Bytes, u64)>) {
-    let mut last: std::collections::HashMap<(Bytes, Bytes), u64> = std::collections::HashMap::new();
-    for (ns, key, v) in versions.iter() {
-        last.insert((ns.clone(), key.clone()), *v);
-    }
-    let mut seen = std::collections::HashSet::new();
-    versions.retain(|(ns, key, _)| seen.insert((ns.clone(), key.clone())));
-    for (ns, key, v) in versions.iter_mut() {
-        if let Some(l) = last.get(&(ns.clone(), key.clone())) {
-            *v = *l;
+/// A write that takes effect, with its key's entry in the state it applies to.
+type WriteOver<'r> = (&'r Write, Option<Arc<Entry>>);
+
+/// First committer wins: each write that takes effect, with its key's entry in `latest`
+/// (looked up once here, reused to apply), or `Error::Conflict` if another transaction
+/// committed the key after the snapshot.
+///
+/// A key changed since the snapshot exactly when its current version's commit LSN is above
+/// the snapshot's LSN: versions carry their commit's LSN, and a state at LSN `s` holds every
+/// commit at or below `s` and none above (`State::apply_over` asserts the order). This saves
+/// looking every key up in the snapshot as well.
+fn check_conflicts<'r>(latest: &State, req: &'r CommitRequest) -> Result<Vec<WriteOver<'r>>> {
+    debug_assert!(
+        final_writes(&req.writes).eq(req.final_writes.iter().filter_map(|&i| req.writes.get(i))),
+        "the transaction's final writes are state::final_writes"
+    );
+    let mut out = Vec::with_capacity(req.final_writes.len());
+    for w in req.final_writes.iter().filter_map(|&i| req.writes.get(i)) {
+        let current = latest.get(&w.ns, &w.key);
+        if current
+            .and_then(|e| e.current())
+            .is_some_and(|v| v.lsn > req.snapshot_lsn)
+        {
+            return Err(Error::Conflict {
+                ns: lossy(&w.ns),
+                key: lossy(&w.key),
+            });
         }
+        out.push((w, current.cloned()));
     }
+    debug_assert_eq!(out.len(), req.final_writes.len(), "indexes into writes");
+    Ok(out)
 }
 
 /// Automatic checkpoints by log bytes and by time, on a thread that parks between checks.

@@ -279,16 +279,16 @@ impl<'s> Transaction<'s> {
     /// the commit is durable (at the store's durability) and visible.
     pub fn commit(mut self) -> Result<CommitInfo> {
         self.finished = true;
-        let snapshot_versions: Vec<(MapKey, u64)> = self
-            .latest
-            .keys()
-            .map(|k| (k.clone(), self.snapshot.version_of(&k.0, &k.1)))
-            .collect();
+        // `latest` maps each key to its last write: those are the writes that take effect
+        // (see `final_writes`), here without hashing every key again.
+        let mut final_writes: Vec<usize> = self.latest.values().copied().collect();
+        final_writes.sort_unstable();
         let request = crate::store::CommitRequest {
             txn_id: self.txn_id,
             writes: std::mem::take(&mut self.writes),
+            final_writes,
             unspilled_from: self.unspilled_from,
-            snapshot_versions,
+            snapshot_lsn: self.snapshot.lsn,
             preconditions: std::mem::take(&mut self.preconditions),
             first_spill_lsn: self.first_spill_lsn,
         };
