@@ -3,11 +3,19 @@
 //! # Commit pipeline
 //! Under the commit mutex (short, no system call): check preconditions and conflicts against
 //! the latest state, append the transaction's batch to the log *buffered* (this fixes its
-//! place in commit order), apply it to the latest state, and queue that state for
-//! publication. Outside the mutex: wait until the commit LSN is durable (concurrent commits
-//! share one `fdatasync` through the log's group commit), then publish every queued state
-//! whose commit LSN is durable. Readers and new transactions only ever see published states,
-//! so no one observes a commit that a crash could still take back.
+//! place in commit order), and apply it to the latest state. Then the committer waits until
+//! a state holding its commit is published, or publishes one itself: one committer at a
+//! time (the publisher) snapshots the latest state (O(1), under the commit mutex), waits
+//! until that snapshot's LSN is durable (so all the commits in it share one `fdatasync`,
+//! with the log's group commit underneath), and makes it the visible state; the others wait
+//! for it, and those whose commits came after its snapshot elect the next publisher, whose
+//! snapshot holds every commit made meanwhile. Readers and new transactions only ever see
+//! published states, so no one observes a commit that a crash could still take back, and
+//! states are published in LSN order.
+//!
+//! One snapshot per publication, not per commit: a snapshot shares the map's nodes, and the
+//! next insert into a shared node copies it (with every key and value in it), so a
+//! snapshot per commit made every commit copy whole paths of the tree.
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
@@ -19,7 +27,7 @@ use crate::txn::{Precondition, Scan, Transaction, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use walden_log::storage::{StdStorage, Storage};
@@ -160,11 +168,21 @@ pub(crate) struct CommitRequest {
 
 /// Guarded by the commit mutex.
 struct CommitState {
+    /// Every commit appended so far, applied; `latest.lsn` is the newest commit's LSN.
     latest: State,
-    /// States waiting for their commit LSN to become durable, oldest first.
-    unpublished: VecDeque<State>,
     /// Transactions with spilled writes: first spill LSN, and commit LSN once committed.
+    /// Entries of published commits are dropped lazily, by the next publisher.
     spills: BTreeMap<u64, (u64, Option<u64>)>,
+}
+
+/// Guarded by the publish mutex: who publishes, and what was published.
+#[derive(Debug, Default)]
+struct PublishState {
+    /// A committer is publishing (snapshot, wait for durability, install); the others wait
+    /// on `publish_cv`.
+    publishing: bool,
+    /// LSN of the newest published state: every commit at or below it is visible.
+    published_lsn: u64,
 }
 
 pub(crate) struct StoreInner {
@@ -173,6 +191,8 @@ pub(crate) struct StoreInner {
     checkpoint_dir: PathBuf,
     wal: Wal,
     commit: Mutex<CommitState>,
+    publish: Mutex<PublishState>,
+    publish_cv: Condvar,
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
     checkpointing: Mutex<VecDeque<CheckpointMeta>>,
@@ -269,9 +289,13 @@ impl Store {
             storage,
             commit: Mutex::new(CommitState {
                 latest: recovered.state.clone(),
-                unpublished: VecDeque::new(),
                 spills: BTreeMap::new(),
             }),
+            publish: Mutex::new(PublishState {
+                publishing: false,
+                published_lsn: recovered.state.lsn,
+            }),
+            publish_cv: Condvar::new(),
             visible: RwLock::new(recovered.state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
             checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
@@ -464,42 +488,15 @@ impl Store {
                 versions.push((w.ns.clone(), w.key.clone(), v));
             }
             c.latest.lsn = commit_lsn;
-            let snapshot = c.latest.clone();
-            c.unpublished.push_back(snapshot);
             if let Some(s) = c.spills.get_mut(&req.txn_id) {
                 s.1 = Some(commit_lsn);
             }
         }
-        let bound = if self.inner.options.durability == Durability::Sync {
-            self.inner.wal.wait_durable(Lsn(commit_lsn))?;
-            self.inner.wal.durable_lsn().get()
-        } else {
-            commit_lsn
-        };
-        self.publish(bound.max(self.inner.wal.durable_lsn().get()));
+        self.inner.publish_through(commit_lsn)?;
         Ok(CommitInfo {
             lsn: Lsn(commit_lsn),
             versions,
         })
-    }
-
-    /// Publishes the newest queued state whose commit LSN is at most `bound`.
-    fn publish(&self, bound: u64) {
-        let mut c = lock(&self.inner.commit);
-        let mut newest = None;
-        while c.unpublished.front().is_some_and(|s| s.lsn <= bound) {
-            newest = c.unpublished.pop_front();
-        }
-        if let Some(s) = newest {
-            let lsn = s.lsn;
-            *self
-                .inner
-                .visible
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = s;
-            c.spills
-                .retain(|_, (_, commit)| commit.is_none_or(|l| l > lsn));
-        }
     }
 
     /// Takes a checkpoint of the visible state now, while writers go on; then releases the
@@ -551,6 +548,64 @@ impl Drop for Store {
 impl StoreInner {
     pub(crate) fn wal_ref(&self) -> &Wal {
         &self.wal
+    }
+
+    /// Returns once a state holding commit `lsn` is visible (durable first, under `Sync`):
+    /// waits for the publisher, or becomes it. On `Err` (the log failed, and is poisoned),
+    /// nothing past what was visible before becomes visible.
+    fn publish_through(&self, lsn: u64) -> Result<()> {
+        let mut p = lock(&self.publish);
+        loop {
+            if p.published_lsn >= lsn {
+                return Ok(());
+            }
+            if p.publishing {
+                p = self.publish_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            p.publishing = true;
+            let since = p.published_lsn;
+            drop(p);
+            let mut turn = PublisherTurn {
+                inner: self,
+                published_lsn: None,
+            };
+            let published = self.publish_latest(since);
+            turn.published_lsn = published.as_ref().ok().copied();
+            drop(turn);
+            let published = published?;
+            debug_assert!(
+                published >= lsn,
+                "the snapshot holds the publisher's commit"
+            );
+            p = lock(&self.publish);
+        }
+    }
+
+    /// The publisher's work: snapshots the latest state, waits until it is durable (under
+    /// `Sync`), makes it visible; returns its LSN. `since` is the LSN published before.
+    fn publish_latest(&self, since: u64) -> Result<u64> {
+        let state = {
+            let mut c = lock(&self.commit);
+            if !c.spills.is_empty() {
+                // Spills of commits already visible: no checkpoint needs them any more.
+                c.spills
+                    .retain(|_, (_, commit)| commit.is_none_or(|l| l > since));
+            }
+            c.latest.clone()
+        };
+        let lsn = state.lsn;
+        if self.options.durability == Durability::Sync {
+            self.wal.wait_durable(Lsn(lsn))?;
+        }
+        let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
+        debug_assert!(visible.lsn <= lsn, "states are published in LSN order");
+        let old = std::mem::replace(&mut *visible, state);
+        drop(visible);
+        // Outside the lock: dropping the last reference to the old state frees the nodes
+        // only it held.
+        drop(old);
+        Ok(lsn)
     }
 
     fn checkpoint(&self) -> Result<CheckpointInfo> {
@@ -673,6 +728,27 @@ fn check_conflicts<'r>(latest: &State, req: &'r CommitRequest) -> Result<Vec<Wri
     }
     debug_assert_eq!(out.len(), req.final_writes.len(), "indexes into writes");
     Ok(out)
+}
+
+/// Ends a publisher's turn, even if it unwinds: records what it published and wakes the
+/// waiters, in one critical section (a waiter that woke before `published_lsn` moved would
+/// start a needless turn of its own); they return, or the first of them takes over.
+struct PublisherTurn<'a> {
+    inner: &'a StoreInner,
+    /// What the turn made visible (`None`: nothing, it failed or unwound).
+    published_lsn: Option<u64>,
+}
+
+impl Drop for PublisherTurn<'_> {
+    fn drop(&mut self) {
+        let mut p = lock(&self.inner.publish);
+        if let Some(l) = self.published_lsn {
+            p.published_lsn = p.published_lsn.max(l);
+        }
+        p.publishing = false;
+        drop(p);
+        self.inner.publish_cv.notify_all();
+    }
 }
 
 /// Automatic checkpoints by log bytes and by time, on a thread that parks between checks.
