@@ -101,8 +101,8 @@ pub(crate) fn write(
     put(&encode_header(meta, state.map.len() as u64))?;
     let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
     let mut block_crcs = Vec::new();
-    for ((ns, key), entry) in state.map.iter() {
-        encode_entry(&mut block, ns, key, entry);
+    for entry in state.map.iter() {
+        encode_entry(&mut block, &entry.ns, &entry.key, entry);
         if block.len() >= BLOCK_BYTES {
             block_crcs.extend_from_slice(&flush_block(&mut put, &mut block)?.to_le_bytes());
         }
@@ -268,7 +268,7 @@ fn decode_block(block: &[u8], state: &mut State) -> Option<()> {
                 value,
             });
         }
-        state.map.insert((ns, key), Arc::new(Entry { versions }));
+        state.map.insert(Arc::new(Entry { ns, key, versions }));
     }
     Some(())
 }

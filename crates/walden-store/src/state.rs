@@ -1,38 +1,24 @@
-//! The in-memory state: an ordered, persistent (copy-on-write) map from (namespace, key) to
-//! the key's recent versions. Cloning a state is O(1), so snapshots for transactions,
-//! readers and checkpoints are free to take and never block writers.
+//! The in-memory state: an ordered, persistent (copy-on-write) set of entries, each a
+//! (namespace, key) with the key's recent versions. Cloning a state is O(1), so snapshots for
+//! transactions, readers and checkpoints are free to take and never block writers.
+//!
+//! The set holds `Arc<Entry>`, one pointer per element, rather than a map from an owned
+//! `(Bytes, Bytes)` key to `Arc<Entry>` (40 bytes and three reference counts per element):
+//! the tree's nodes are copied on write whenever a snapshot shares them, and every copy
+//! clones, and every free drops, each element of the node. Lookups compare borrowed bytes
+//! ([`KeyRef`], [`PastNamespace`]), so none allocates.
 
 use crate::codec::{Bytes, Write};
 use equivalent::{Comparable, Equivalent};
-use imbl::OrdMap;
+use imbl::OrdSet;
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
-/// Map key: namespace then key, ordered bytewise.
+/// Map key: namespace then key, ordered bytewise (preconditions and a transaction's own
+/// writes are keyed by it).
 pub(crate) type MapKey = (Bytes, Bytes);
-
-/// A borrowed [`MapKey`] for lookups. Building an owned key for every lookup allocated two
-/// `Arc<[u8]>` under the commit mutex (two lookups per written key per commit); this
-/// compares in place, in the same order as the tuple.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyRef<'a> {
-    pub ns: &'a [u8],
-    pub key: &'a [u8],
-}
-
-impl Equivalent<MapKey> for KeyRef<'_> {
-    fn equivalent(&self, k: &MapKey) -> bool {
-        *self.ns == *k.0 && *self.key == *k.1
-    }
-}
-
-impl Comparable<MapKey> for KeyRef<'_> {
-    fn compare(&self, k: &MapKey) -> Ordering {
-        self.ns.cmp(&k.0).then_with(|| self.key.cmp(&k.1))
-    }
-}
 
 /// One version of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +33,14 @@ pub struct Version {
     pub value: Option<Bytes>,
 }
 
-/// A key's recent versions, oldest first (at most `history_versions`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A key and its recent versions, oldest first (at most `history_versions`).
+///
+/// Ordered, and equal, by namespace then key only (bytewise): that is its place in the
+/// state's set; the versions are what the set maps it to.
+#[derive(Debug, Clone)]
 pub(crate) struct Entry {
+    pub ns: Bytes,
+    pub key: Bytes,
     pub versions: VecDeque<Version>,
 }
 
@@ -57,12 +48,110 @@ impl Entry {
     pub fn current(&self) -> Option<&Version> {
         self.versions.back()
     }
+
+    fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            ns: &self.ns,
+            key: &self.key,
+        }
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key_ref().cmp_parts(&other.ns, &other.key)
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Entry {}
+
+/// A (namespace, key) to look up, borrowed: no allocation per lookup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyRef<'a> {
+    pub ns: &'a [u8],
+    pub key: &'a [u8],
+}
+
+impl KeyRef<'_> {
+    fn cmp_parts(&self, ns: &[u8], key: &[u8]) -> Ordering {
+        self.ns.cmp(ns).then_with(|| self.key.cmp(key))
+    }
+}
+
+impl Equivalent<Arc<Entry>> for KeyRef<'_> {
+    fn equivalent(&self, e: &Arc<Entry>) -> bool {
+        *self.ns == *e.ns && *self.key == *e.key
+    }
+}
+
+impl Comparable<Arc<Entry>> for KeyRef<'_> {
+    fn compare(&self, e: &Arc<Entry>) -> Ordering {
+        self.cmp_parts(&e.ns, &e.key)
+    }
+}
+
+/// A bound between the last key of a namespace and the first key of the next one: the
+/// exclusive end of a scan to the end of the namespace. Equal to no entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PastNamespace<'a>(pub &'a [u8]);
+
+impl Equivalent<Arc<Entry>> for PastNamespace<'_> {
+    fn equivalent(&self, _: &Arc<Entry>) -> bool {
+        false
+    }
+}
+
+impl Comparable<Arc<Entry>> for PastNamespace<'_> {
+    fn compare(&self, e: &Arc<Entry>) -> Ordering {
+        match self.0.cmp(&e.ns) {
+            Ordering::Equal => Ordering::Greater,
+            o => o,
+        }
+    }
+}
+
+/// A scan bound: a key, or past a whole namespace.
+#[derive(Debug, Clone, Copy)]
+enum Probe<'a> {
+    Key(KeyRef<'a>),
+    PastNamespace(PastNamespace<'a>),
+}
+
+impl Equivalent<Arc<Entry>> for Probe<'_> {
+    fn equivalent(&self, e: &Arc<Entry>) -> bool {
+        match self {
+            Probe::Key(k) => k.equivalent(e),
+            Probe::PastNamespace(p) => p.equivalent(e),
+        }
+    }
+}
+
+impl Comparable<Arc<Entry>> for Probe<'_> {
+    fn compare(&self, e: &Arc<Entry>) -> Ordering {
+        match self {
+            Probe::Key(k) => k.compare(e),
+            Probe::PastNamespace(p) => p.compare(e),
+        }
+    }
 }
 
 /// A consistent state of the whole store as of commit LSN `lsn`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct State {
-    pub map: OrdMap<MapKey, Arc<Entry>>,
+    /// Every key ever written (tombstones included), by namespace then key.
+    pub map: OrdSet<Arc<Entry>>,
     /// Commit LSN of the last transaction applied.
     pub lsn: u64,
 }
@@ -89,7 +178,7 @@ impl State {
     }
 
     /// [`State::apply`] for a caller that already looked up the key's entry in this state
-    /// (`current`: `None` when absent), saving a second descent of the map.
+    /// (`current`: `None` when absent), saving a second descent of the tree.
     pub fn apply_over(
         &mut self,
         w: &Write,
@@ -101,6 +190,7 @@ impl State {
         // Conflict detection compares version LSNs with snapshot LSNs: no version may carry
         // an LSN above its state's.
         debug_assert!(lsn > self.lsn, "commits apply in LSN order");
+        debug_assert!(current.is_none_or(|e| *e.ns == *w.ns && *e.key == *w.key));
         let history = history.max(1);
         let version = current.and_then(Entry::current).map_or(0, |v| v.version) + 1;
         // Exactly sized: cloning the entry and then pushing grew a full deque (a realloc
@@ -117,8 +207,13 @@ impl State {
             commit_time_ms,
             value: w.value.clone(),
         });
-        self.map
-            .insert((w.ns.clone(), w.key.clone()), Arc::new(Entry { versions }));
+        // The key's bytes: those the state already holds, if any.
+        let (ns, key) = current.map_or((&w.ns, &w.key), |e| (&e.ns, &e.key));
+        self.map.insert(Arc::new(Entry {
+            ns: ns.clone(),
+            key: key.clone(),
+            versions,
+        }));
         version
     }
 
@@ -131,21 +226,18 @@ impl State {
         end: Option<&[u8]>,
         reverse: bool,
     ) -> Box<dyn Iterator<Item = (Bytes, Version)> + 'a> {
-        let ns_b: Bytes = ns.into();
-        let lo = Bound::Included((ns_b.clone(), Bytes::from(start.unwrap_or_default())));
-        let hi = match end {
-            Some(e) => Bound::Excluded((ns_b, Bytes::from(e))),
-            // (ns ++ 0x00, "") is the smallest map key past every key of `ns`.
-            None => {
-                let mut next_ns = ns.to_vec();
-                next_ns.push(0);
-                Bound::Excluded((Bytes::from(next_ns), Bytes::from(&[][..])))
-            }
-        };
-        let live = |(k, e): (&MapKey, &Arc<Entry>)| {
+        let lo = Bound::Included(Probe::Key(KeyRef {
+            ns,
+            key: start.unwrap_or_default(),
+        }));
+        let hi = Bound::Excluded(match end {
+            Some(key) => Probe::Key(KeyRef { ns, key }),
+            None => Probe::PastNamespace(PastNamespace(ns)),
+        });
+        let live = |e: &Arc<Entry>| {
             let v = e.current()?;
             v.value.as_ref()?;
-            Some((k.1.clone(), v.clone()))
+            Some((e.key.clone(), v.clone()))
         };
         let range = self.map.range((lo, hi));
         if reverse {
@@ -183,8 +275,8 @@ mod tests {
         s.into()
     }
 
-    /// A borrowed lookup must order exactly like the owned tuple key, or lookups in the map
-    /// descend the wrong way and miss keys that are there.
+    /// Entries, borrowed lookups and scan bounds must order exactly like (namespace, key)
+    /// tuples, or lookups descend the wrong way and miss keys that are there.
     #[test]
     fn borrowed_keys_order_like_tuples() {
         let parts: [&[u8]; 7] = [b"", b"a", b"a\0", b"ab", b"b", b"\xff", b"a\xff"];
@@ -192,14 +284,29 @@ mod tests {
             for k1 in parts {
                 for ns2 in parts {
                     for k2 in parts {
-                        let owned = (b(ns2), b(k2));
+                        let entry = |ns: &[u8], key: &[u8]| {
+                            Arc::new(Entry {
+                                ns: b(ns),
+                                key: b(key),
+                                versions: VecDeque::new(),
+                            })
+                        };
+                        let (e1, e2) = (entry(ns1, k1), entry(ns2, k2));
+                        let tuples = (b(ns1), b(k1)).cmp(&(b(ns2), b(k2)));
                         let r = KeyRef { ns: ns1, key: k1 };
-                        assert_eq!(
-                            r.compare(&owned),
-                            (b(ns1), b(k1)).cmp(&owned),
-                            "{ns1:?}/{k1:?} against {ns2:?}/{k2:?}"
-                        );
-                        assert_eq!(r.equivalent(&owned), ns1 == ns2 && k1 == k2);
+                        let at = format!("{ns1:?}/{k1:?} against {ns2:?}/{k2:?}");
+                        assert_eq!(r.compare(&e2), tuples, "{at}");
+                        assert_eq!(e1.cmp(&e2), tuples, "{at}");
+                        assert_eq!(r.equivalent(&e2), ns1 == ns2 && k1 == k2, "{at}");
+                        assert_eq!(e1 == e2, ns1 == ns2 && k1 == k2, "{at}");
+                        // Past ns1: after every key of ns1, before every later namespace.
+                        let past = PastNamespace(ns1).compare(&e2);
+                        let want = if ns1 == ns2 {
+                            Ordering::Greater
+                        } else {
+                            ns1.cmp(ns2)
+                        };
+                        assert_eq!(past, want, "past {at}");
                     }
                 }
             }
