@@ -2,20 +2,22 @@
 //!
 //! # Commit pipeline
 //! Under the commit mutex (short, no system call): check preconditions and conflicts against
-//! the latest state, append the transaction's batch to the log *buffered* (this fixes its
-//! place in commit order), and apply it to the latest state. Then the committer waits until
-//! a state holding its commit is published, or publishes one itself: one committer at a
-//! time (the publisher) snapshots the latest state (O(1), under the commit mutex), waits
-//! until that snapshot's LSN is durable (so all the commits in it share one `fdatasync`,
-//! with the log's group commit underneath), and makes it the visible state; the others wait
-//! for it, and those whose commits came after its snapshot elect the next publisher, whose
-//! snapshot holds every commit made meanwhile. Readers and new transactions only ever see
-//! published states, so no one observes a commit that a crash could still take back, and
-//! states are published in LSN order.
+//! the latest state, append the transaction's batch (encoded before) to the log *buffered*
+//! (this fixes its place in commit order), apply it to the latest state, and leave a copy
+//! of that state (O(1)) for the next publisher. Then the committer waits until a state
+//! holding its commit is published, or publishes one itself: one committer at a time (the
+//! publisher) takes the newest copy left (under its own small lock, not the commit mutex,
+//! which up to 64 committers queue on), waits until that state's LSN is durable (so all
+//! the commits in it share one `fdatasync`, with the log's group commit underneath), and
+//! makes it the visible state; the others wait for it, and those whose commits came after
+//! its snapshot elect the next publisher, whose snapshot holds every commit made
+//! meanwhile. Readers and new transactions only ever see published states, so no one
+//! observes a commit that a crash could still take back, and states are published in LSN
+//! order.
 //!
-//! One snapshot per publication, not per commit: a snapshot shares the map's nodes, and the
-//! next insert into a shared node copies it (with every key and value in it), so a
-//! snapshot per commit made every commit copy whole paths of the tree.
+//! One snapshot per publication, not per commit: a snapshot shares the tree's nodes, and
+//! the next insert into a shared node copies it (with every element in it), so a snapshot
+//! per commit made every commit copy whole paths of the tree.
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
@@ -171,7 +173,7 @@ struct CommitState {
     /// Every commit appended so far, applied; `latest.lsn` is the newest commit's LSN.
     latest: State,
     /// Transactions with spilled writes: first spill LSN, and commit LSN once committed.
-    /// Entries of published commits are dropped lazily, by the next publisher.
+    /// Entries of published commits are dropped lazily, by a later commit.
     spills: BTreeMap<u64, (u64, Option<u64>)>,
 }
 
@@ -191,7 +193,13 @@ pub(crate) struct StoreInner {
     checkpoint_dir: PathBuf,
     wal: Wal,
     commit: Mutex<CommitState>,
+    /// A copy of `latest` as the last commit left it, for the next publisher. A commit
+    /// empties it while it applies (a copy kept then would make the apply copy every node
+    /// it touches), holding this lock meanwhile. Locked after the commit mutex, or alone.
+    newest: Mutex<Option<State>>,
     publish: Mutex<PublishState>,
+    /// `PublishState::published_lsn`, readable without the publish mutex.
+    published_lsn: AtomicU64,
     publish_cv: Condvar,
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
@@ -291,10 +299,12 @@ impl Store {
                 latest: recovered.state.clone(),
                 spills: BTreeMap::new(),
             }),
+            newest: Mutex::new(Some(recovered.state.clone())),
             publish: Mutex::new(PublishState {
                 publishing: false,
                 published_lsn: recovered.state.lsn,
             }),
+            published_lsn: AtomicU64::new(recovered.state.lsn),
             publish_cv: Condvar::new(),
             visible: RwLock::new(recovered.state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
@@ -452,6 +462,14 @@ impl Store {
     pub(crate) fn commit(&self, req: CommitRequest) -> Result<CommitInfo> {
         self.check_open()?;
         let history = self.inner.options.limits.history_versions;
+        // Encoded before the commit mutex: it is the store's one point of serialisation.
+        let time = now_ms();
+        let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
+        let mut batch = Vec::with_capacity(2);
+        if !tail.is_empty() {
+            batch.push(encode_writes(req.txn_id, tail.iter()));
+        }
+        batch.push(encode_commit(req.txn_id, time, req.first_spill_lsn));
         let commit_lsn;
         let mut versions = Vec::new();
         {
@@ -470,15 +488,12 @@ impl Store {
                     return Err(e);
                 }
             };
-            let time = now_ms();
-            let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
-            let mut batch = Vec::with_capacity(2);
-            if !tail.is_empty() {
-                batch.push(encode_writes(req.txn_id, tail.iter()));
-            }
-            batch.push(encode_commit(req.txn_id, time, req.first_spill_lsn));
             let first = self.inner.wal.append_batch(&batch, Durability::Buffered)?;
             commit_lsn = first.get() + batch.len() as u64 - 1;
+            // Nothing fails from here to the end of the critical section, which leaves a copy
+            // of `latest` in `newest` again.
+            let mut newest = lock(&self.inner.newest);
+            drop(newest.take());
             // One version per key: its last write in this transaction (see final_writes).
             versions.reserve_exact(currents.len());
             for (w, current) in currents {
@@ -488,8 +503,16 @@ impl Store {
                 versions.push((w.ns.clone(), w.key.clone(), v));
             }
             c.latest.lsn = commit_lsn;
-            if let Some(s) = c.spills.get_mut(&req.txn_id) {
-                s.1 = Some(commit_lsn);
+            *newest = Some(c.latest.clone());
+            drop(newest);
+            if !c.spills.is_empty() {
+                if let Some(s) = c.spills.get_mut(&req.txn_id) {
+                    s.1 = Some(commit_lsn);
+                }
+                // Spills of commits already visible: no checkpoint needs them any more.
+                let published = self.inner.published_lsn.load(Ordering::Acquire);
+                c.spills
+                    .retain(|_, (_, commit)| commit.is_none_or(|l| l > published));
             }
         }
         self.inner.publish_through(commit_lsn)?;
@@ -570,7 +593,7 @@ impl StoreInner {
                 inner: self,
                 published_lsn: None,
             };
-            let published = self.publish_latest(since);
+            let published = self.publish_newest(since);
             turn.published_lsn = published.as_ref().ok().copied();
             drop(turn);
             let published = published?;
@@ -582,19 +605,16 @@ impl StoreInner {
         }
     }
 
-    /// The publisher's work: snapshots the latest state, waits until it is durable (under
-    /// `Sync`), makes it visible; returns its LSN. `since` is the LSN published before.
-    fn publish_latest(&self, since: u64) -> Result<u64> {
-        let state = {
-            let mut c = lock(&self.commit);
-            if !c.spills.is_empty() {
-                // Spills of commits already visible: no checkpoint needs them any more.
-                c.spills
-                    .retain(|_, (_, commit)| commit.is_none_or(|l| l > since));
-            }
-            c.latest.clone()
-        };
+    /// The publisher's work: takes the newest state the commits left, waits until it is
+    /// durable (under `Sync`), makes it visible; returns its LSN. `since` is the LSN
+    /// published before.
+    fn publish_newest(&self, since: u64) -> Result<u64> {
+        let newest = lock(&self.newest).clone();
+        // `None`: a commit is applying; once it lets go of the commit mutex, `latest` is the
+        // state it leaves.
+        let state = newest.unwrap_or_else(|| lock(&self.commit).latest.clone());
         let lsn = state.lsn;
+        debug_assert!(lsn > since, "a publisher publishes something new");
         if self.options.durability == Durability::Sync {
             self.wal.wait_durable(Lsn(lsn))?;
         }
@@ -744,6 +764,9 @@ impl Drop for PublisherTurn<'_> {
         let mut p = lock(&self.inner.publish);
         if let Some(l) = self.published_lsn {
             p.published_lsn = p.published_lsn.max(l);
+            self.inner
+                .published_lsn
+                .store(p.published_lsn, Ordering::Release);
         }
         p.publishing = false;
         drop(p);
