@@ -12,7 +12,6 @@ use crate::codec::{Bytes, Write};
 use equivalent::{Comparable, Equivalent};
 use imbl::OrdSet;
 use std::cmp::Ordering;
-use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -33,20 +32,46 @@ pub struct Version {
     pub value: Option<Bytes>,
 }
 
-/// A key and its recent versions, oldest first (at most `history_versions`).
+/// A key and its recent versions (at most `history_versions`).
 ///
 /// Ordered, and equal, by namespace then key only (bytewise): that is its place in the
 /// state's set; the versions are what the set maps it to.
+///
+/// The current version is inline: a key's first version costs no allocation besides the
+/// entry's own (a deque of one version cost a second one for every new key).
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub ns: Bytes,
     pub key: Bytes,
-    pub versions: VecDeque<Version>,
+    /// The versions before `current`, oldest first (at most `history_versions - 1`).
+    older: Vec<Version>,
+    current: Version,
 }
 
 impl Entry {
-    pub fn current(&self) -> Option<&Version> {
-        self.versions.back()
+    /// An entry of `older` versions (oldest first), then `current`.
+    pub fn new(ns: Bytes, key: Bytes, older: Vec<Version>, current: Version) -> Self {
+        Entry {
+            ns,
+            key,
+            older,
+            current,
+        }
+    }
+
+    /// The newest version (a tombstone if the key was deleted).
+    pub fn current(&self) -> &Version {
+        &self.current
+    }
+
+    /// All kept versions, oldest first.
+    pub fn versions(&self) -> impl Iterator<Item = &Version> {
+        self.older.iter().chain(std::iter::once(&self.current))
+    }
+
+    /// How many versions are kept (at least 1).
+    pub fn version_count(&self) -> usize {
+        self.older.len() + 1
     }
 
     fn key_ref(&self) -> KeyRef<'_> {
@@ -163,9 +188,7 @@ impl State {
 
     /// The current version number of a key (0 when it was never written).
     pub fn version_of(&self, ns: &[u8], key: &[u8]) -> u64 {
-        self.get(ns, key)
-            .and_then(|e| e.current())
-            .map_or(0, |v| v.version)
+        self.get(ns, key).map_or(0, |e| e.current().version)
     }
 
     /// Applies one committed write; returns the key's new version.
@@ -192,28 +215,27 @@ impl State {
         debug_assert!(lsn > self.lsn, "commits apply in LSN order");
         debug_assert!(current.is_none_or(|e| *e.ns == *w.ns && *e.key == *w.key));
         let history = history.max(1);
-        let version = current.and_then(Entry::current).map_or(0, |v| v.version) + 1;
-        // Exactly sized: cloning the entry and then pushing grew a full deque (a realloc
-        // and copy) just before trimming it again.
-        let old = current.map(|e| &e.versions);
-        let keep = old.map_or(0, |v| v.len().min(history - 1));
-        let mut versions = VecDeque::with_capacity(keep + 1);
-        if let Some(old) = old {
-            versions.extend(old.iter().skip(old.len() - keep).cloned());
-        }
-        versions.push_back(Version {
+        let version = current.map_or(0, |e| e.current().version) + 1;
+        // The newest `history - 1` versions before this one, oldest first, exactly sized.
+        let older = match current {
+            Some(e) if history > 1 => {
+                let keep = e.version_count().min(history - 1);
+                let mut older = Vec::with_capacity(keep);
+                older.extend(e.versions().skip(e.version_count() - keep).cloned());
+                older
+            }
+            _ => Vec::new(),
+        };
+        let new = Version {
             version,
             lsn,
             commit_time_ms,
             value: w.value.clone(),
-        });
+        };
         // The key's bytes: those the state already holds, if any.
         let (ns, key) = current.map_or((&w.ns, &w.key), |e| (&e.ns, &e.key));
-        self.map.insert(Arc::new(Entry {
-            ns: ns.clone(),
-            key: key.clone(),
-            versions,
-        }));
+        self.map
+            .insert(Arc::new(Entry::new(ns.clone(), key.clone(), older, new)));
         version
     }
 
@@ -235,7 +257,7 @@ impl State {
             None => Probe::PastNamespace(PastNamespace(ns)),
         });
         let live = |e: &Arc<Entry>| {
-            let v = e.current()?;
+            let v = e.current();
             v.value.as_ref()?;
             Some((e.key.clone(), v.clone()))
         };
@@ -285,11 +307,13 @@ mod tests {
                 for ns2 in parts {
                     for k2 in parts {
                         let entry = |ns: &[u8], key: &[u8]| {
-                            Arc::new(Entry {
-                                ns: b(ns),
-                                key: b(key),
-                                versions: VecDeque::new(),
-                            })
+                            let v = Version {
+                                version: 1,
+                                lsn: 1,
+                                commit_time_ms: 0,
+                                value: None,
+                            };
+                            Arc::new(Entry::new(b(ns), b(key), Vec::new(), v))
                         };
                         let (e1, e2) = (entry(ns1, k1), entry(ns2, k2));
                         let tuples = (b(ns1), b(k1)).cmp(&(b(ns2), b(k2)));
@@ -326,12 +350,23 @@ mod tests {
             s.lsn = lsn;
         }
         let e = s.get(b"ns", b"k").expect("applied");
-        let kept: Vec<u64> = e.versions.iter().map(|v| v.lsn).collect();
+        let kept: Vec<u64> = e.versions().map(|v| v.lsn).collect();
         assert_eq!(kept, [3, 4, 5], "the last 3 versions, oldest first");
-        assert!(
-            e.versions.capacity() < 6,
+        assert_eq!(e.version_count(), 3);
+        assert_eq!(
+            e.older.capacity(),
+            2,
             "sized for the kept versions, never grown"
         );
+        // A history of one keeps the current version only, with nothing allocated for more.
+        let mut one = State::default();
+        for lsn in 1..=3u64 {
+            assert_eq!(one.apply(&w(&[lsn as u8]), lsn, 0, 1), lsn);
+            one.lsn = lsn;
+        }
+        let e = one.get(b"ns", b"k").expect("applied");
+        assert_eq!(e.versions().map(|v| v.lsn).collect::<Vec<_>>(), [3]);
+        assert_eq!(e.older.capacity(), 0);
         assert_eq!(s.version_of(b"ns", b"k"), 5);
         assert_eq!(s.version_of(b"ns", b"k\0"), 0);
         assert_eq!(s.version_of(b"ns\0", b"k"), 0);

@@ -384,7 +384,7 @@ impl Store {
     /// The current value of a key.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Versioned> {
         let state = self.visible();
-        Versioned::from_version(state.get(ns, key)?.current()?)
+        Versioned::from_version(state.get(ns, key)?.current())
     }
 
     /// The current version of a key, including tombstones (0: never written).
@@ -396,7 +396,7 @@ impl Store {
     pub fn history(&self, ns: &[u8], key: &[u8]) -> Vec<Version> {
         self.visible()
             .get(ns, key)
-            .map(|e| e.versions.iter().cloned().collect())
+            .map(|e| e.versions().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -465,11 +465,13 @@ impl Store {
         // Encoded before the commit mutex: it is the store's one point of serialisation.
         let time = now_ms();
         let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
-        let mut batch = Vec::with_capacity(2);
-        if !tail.is_empty() {
-            batch.push(encode_writes(req.txn_id, tail.iter()));
-        }
-        batch.push(encode_commit(req.txn_id, time, req.first_spill_lsn));
+        let writes_record = (!tail.is_empty()).then(|| encode_writes(req.txn_id, tail.iter()));
+        let commit_record = encode_commit(req.txn_id, time, req.first_spill_lsn);
+        let records: [&[u8]; 2] = [writes_record.as_deref().unwrap_or_default(), &commit_record];
+        // [Writes, Commit], or [Commit] when every write was spilled.
+        let batch = records
+            .get(usize::from(writes_record.is_none())..)
+            .unwrap_or_default();
         let commit_lsn;
         let mut versions = Vec::new();
         {
@@ -488,7 +490,7 @@ impl Store {
                     return Err(e);
                 }
             };
-            let first = self.inner.wal.append_batch(&batch, Durability::Buffered)?;
+            let first = self.inner.wal.append_batch(batch, Durability::Buffered)?;
             commit_lsn = first.get() + batch.len() as u64 - 1;
             // Nothing fails from here to the end of the critical section, which leaves a copy
             // of `latest` in `newest` again.
@@ -694,7 +696,7 @@ impl StoreInner {
 
 fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result<()> {
     for ((ns, key), pre) in pres {
-        let current = state.get(ns, key).and_then(|e| e.current());
+        let current = state.get(ns, key).map(|e| e.current());
         let version = current.map_or(0, |v| v.version);
         let ok = match pre {
             Precondition::Absent => current.is_none_or(|v| v.value.is_none()),
@@ -735,10 +737,7 @@ fn check_conflicts<'r>(latest: &State, req: &'r CommitRequest) -> Result<Vec<Wri
     let mut out = Vec::with_capacity(req.final_writes.len());
     for w in req.final_writes.iter().filter_map(|&i| req.writes.get(i)) {
         let current = latest.get(&w.ns, &w.key);
-        if current
-            .and_then(|e| e.current())
-            .is_some_and(|v| v.lsn > req.snapshot_lsn)
-        {
+        if current.is_some_and(|e| e.current().lsn > req.snapshot_lsn) {
             return Err(Error::Conflict {
                 ns: lossy(&w.ns),
                 key: lossy(&w.key),
