@@ -180,9 +180,11 @@ struct CommitState {
 /// Guarded by the publish mutex: who publishes, and what was published.
 #[derive(Debug, Default)]
 struct PublishState {
-    /// A committer is publishing (snapshot, wait for durability, install); the others wait
-    /// on `publish_cv`.
-    publishing: bool,
+    /// The turn in progress, if any (a committer taking a snapshot, waiting until it is
+    /// durable, installing it): its number and the LSN of its snapshot.
+    publishing: Option<(u64, u64)>,
+    /// Turns started so far.
+    turns: u64,
     /// LSN of the newest published state: every commit at or below it is visible.
     published_lsn: u64,
 }
@@ -200,7 +202,12 @@ pub(crate) struct StoreInner {
     publish: Mutex<PublishState>,
     /// `PublishState::published_lsn`, readable without the publish mutex.
     published_lsn: AtomicU64,
-    publish_cv: Condvar,
+    /// Committers wait here for the turn whose snapshot holds their commit: turn `t` on
+    /// `publish_cvs[t % 2]`. A commit not in the running turn's snapshot is in the next
+    /// turn's (which snapshots after this one ends), so one wakeup per commit: a single
+    /// condition variable woke every waiter at the end of every turn, half of them only to
+    /// sleep again (perf: a fifth of a commit's CPU time went to going to sleep).
+    publish_cvs: [Condvar; 2],
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
     checkpointing: Mutex<VecDeque<CheckpointMeta>>,
@@ -301,11 +308,12 @@ impl Store {
             }),
             newest: Mutex::new(Some(recovered.state.clone())),
             publish: Mutex::new(PublishState {
-                publishing: false,
+                publishing: None,
+                turns: 0,
                 published_lsn: recovered.state.lsn,
             }),
             published_lsn: AtomicU64::new(recovered.state.lsn),
-            publish_cv: Condvar::new(),
+            publish_cvs: [Condvar::new(), Condvar::new()],
             visible: RwLock::new(recovered.state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
             checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
@@ -576,47 +584,66 @@ impl StoreInner {
     }
 
     /// Returns once a state holding commit `lsn` is visible (durable first, under `Sync`):
-    /// waits for the publisher, or becomes it. On `Err` (the log failed, and is poisoned),
-    /// nothing past what was visible before becomes visible.
+    /// waits for the turn that publishes it, or runs that turn. On `Err` (the log failed,
+    /// and is poisoned), nothing past what was visible before becomes visible.
     fn publish_through(&self, lsn: u64) -> Result<()> {
         let mut p = lock(&self.publish);
         loop {
             if p.published_lsn >= lsn {
                 return Ok(());
             }
-            if p.publishing {
-                p = self.publish_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            if let Some((turn, snapshot_lsn)) = p.publishing {
+                // This commit is applied already: if the running turn's snapshot missed it,
+                // the next turn's, taken after this one ends, holds it.
+                let wait_for = if snapshot_lsn >= lsn { turn } else { turn + 1 };
+                p = self
+                    .turn_cv(wait_for)
+                    .wait(p)
+                    .unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            p.publishing = true;
-            let since = p.published_lsn;
-            drop(p);
-            let mut turn = PublisherTurn {
-                inner: self,
-                published_lsn: None,
-            };
-            let published = self.publish_newest(since);
-            turn.published_lsn = published.as_ref().ok().copied();
-            drop(turn);
-            let published = published?;
+            // Snapshot under the publish mutex, so that waiters know what this turn covers.
+            let state = self.newest_state();
             debug_assert!(
-                published >= lsn,
+                state.lsn >= lsn,
                 "the snapshot holds the publisher's commit"
             );
+            debug_assert!(
+                state.lsn > p.published_lsn,
+                "a turn publishes something new"
+            );
+            let turn = p.turns;
+            p.turns += 1;
+            p.publishing = Some((turn, state.lsn));
+            drop(p);
+            let mut guard = PublisherTurn {
+                inner: self,
+                turn,
+                published_lsn: None,
+            };
+            let published = self.publish(state);
+            guard.published_lsn = published.as_ref().ok().copied();
+            drop(guard);
+            published?;
             p = lock(&self.publish);
         }
     }
 
-    /// The publisher's work: takes the newest state the commits left, waits until it is
-    /// durable (under `Sync`), makes it visible; returns its LSN. `since` is the LSN
-    /// published before.
-    fn publish_newest(&self, since: u64) -> Result<u64> {
+    fn turn_cv(&self, turn: u64) -> &Condvar {
+        &self.publish_cvs[(turn % 2) as usize]
+    }
+
+    /// The newest state the commits left.
+    fn newest_state(&self) -> State {
         let newest = lock(&self.newest).clone();
-        // `None`: a commit is applying; once it lets go of the commit mutex, `latest` is the
-        // state it leaves.
-        let state = newest.unwrap_or_else(|| lock(&self.commit).latest.clone());
+        // `None`: a commit's apply unwound; `latest` is what the commit mutex protects.
+        newest.unwrap_or_else(|| lock(&self.commit).latest.clone())
+    }
+
+    /// A turn's work: waits until `state` is durable (under `Sync`) and makes it visible;
+    /// returns its LSN.
+    fn publish(&self, state: State) -> Result<u64> {
         let lsn = state.lsn;
-        debug_assert!(lsn > since, "a publisher publishes something new");
         if self.options.durability == Durability::Sync {
             self.wal.wait_durable(Lsn(lsn))?;
         }
@@ -749,11 +776,12 @@ fn check_conflicts<'r>(latest: &State, req: &'r CommitRequest) -> Result<Vec<Wri
     Ok(out)
 }
 
-/// Ends a publisher's turn, even if it unwinds: records what it published and wakes the
-/// waiters, in one critical section (a waiter that woke before `published_lsn` moved would
-/// start a needless turn of its own); they return, or the first of them takes over.
+/// Ends a publisher's turn, even if it unwinds: records what it published, then wakes one
+/// waiter of the next turn, to run it, before every waiter of this one (they return; after
+/// a failure they find nothing published and retry, each in a turn of its own).
 struct PublisherTurn<'a> {
     inner: &'a StoreInner,
+    turn: u64,
     /// What the turn made visible (`None`: nothing, it failed or unwound).
     published_lsn: Option<u64>,
 }
@@ -767,9 +795,11 @@ impl Drop for PublisherTurn<'_> {
                 .published_lsn
                 .store(p.published_lsn, Ordering::Release);
         }
-        p.publishing = false;
+        debug_assert_eq!(p.publishing.map(|(t, _)| t), Some(self.turn));
+        p.publishing = None;
         drop(p);
-        self.inner.publish_cv.notify_all();
+        self.inner.turn_cv(self.turn + 1).notify_one();
+        self.inner.turn_cv(self.turn).notify_all();
     }
 }
 
