@@ -26,7 +26,6 @@
 use crate::codec::Bytes;
 use crate::error::{Error, Result};
 use crate::state::{Entry, State, Version};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use walden_log::storage::{OpenMode, Storage};
@@ -101,8 +100,8 @@ pub(crate) fn write(
     put(&encode_header(meta, state.map.len() as u64))?;
     let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
     let mut block_crcs = Vec::new();
-    for ((ns, key), entry) in state.map.iter() {
-        encode_entry(&mut block, ns, key, entry);
+    for entry in state.map.iter() {
+        encode_entry(&mut block, &entry.ns, &entry.key, entry);
         if block.len() >= BLOCK_BYTES {
             block_crcs.extend_from_slice(&flush_block(&mut put, &mut block)?.to_le_bytes());
         }
@@ -151,8 +150,8 @@ fn encode_header(meta: CheckpointMeta, entries: u64) -> [u8; HEADER_BYTES] {
 fn encode_entry(out: &mut Vec<u8>, ns: &[u8], key: &[u8], entry: &Entry) {
     put_bytes(out, ns);
     put_bytes(out, key);
-    out.extend_from_slice(&(entry.versions.len() as u16).to_le_bytes());
-    for v in &entry.versions {
+    out.extend_from_slice(&(entry.version_count() as u16).to_le_bytes());
+    for v in entry.versions() {
         out.extend_from_slice(&v.version.to_le_bytes());
         out.extend_from_slice(&v.lsn.to_le_bytes());
         out.extend_from_slice(&v.commit_time_ms.to_le_bytes());
@@ -251,7 +250,9 @@ fn decode_block(block: &[u8], state: &mut State) -> Option<()> {
         let ns: Bytes = r.bytes()?.into();
         let key: Bytes = r.bytes()?.into();
         let n = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
-        let mut versions = VecDeque::with_capacity(n as usize);
+        // Every entry has a current version; a count of 0 is not a state this writes.
+        let mut older = Vec::with_capacity(usize::from(n.checked_sub(1)?));
+        let mut current = None;
         for _ in 0..n {
             let version = r.u64()?;
             let lsn = r.u64()?;
@@ -261,14 +262,17 @@ fn decode_block(block: &[u8], state: &mut State) -> Option<()> {
                 0 => None,
                 _ => return None,
             };
-            versions.push_back(Version {
+            let v = Version {
                 version,
                 lsn,
                 commit_time_ms,
                 value,
-            });
+            };
+            older.extend(current.replace(v));
         }
-        state.map.insert((ns, key), Arc::new(Entry { versions }));
+        state
+            .map
+            .insert(Arc::new(Entry::new(ns, key, older, current?)));
     }
     Some(())
 }

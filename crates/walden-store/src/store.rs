@@ -2,24 +2,34 @@
 //!
 //! # Commit pipeline
 //! Under the commit mutex (short, no system call): check preconditions and conflicts against
-//! the latest state, append the transaction's batch to the log *buffered* (this fixes its
-//! place in commit order), apply it to the latest state, and queue that state for
-//! publication. Outside the mutex: wait until the commit LSN is durable (concurrent commits
-//! share one `fdatasync` through the log's group commit), then publish every queued state
-//! whose commit LSN is durable. Readers and new transactions only ever see published states,
-//! so no one observes a commit that a crash could still take back.
+//! the latest state, append the transaction's batch (encoded before) to the log *buffered*
+//! (this fixes its place in commit order), apply it to the latest state, and leave a copy
+//! of that state (O(1)) for the next publisher. Then the committer waits until a state
+//! holding its commit is published, or publishes one itself: one committer at a time (the
+//! publisher) takes the newest copy left (under its own small lock, not the commit mutex,
+//! which up to 64 committers queue on), waits until that state's LSN is durable (so all
+//! the commits in it share one `fdatasync`, with the log's group commit underneath), and
+//! makes it the visible state; the others wait for it, and those whose commits came after
+//! its snapshot elect the next publisher, whose snapshot holds every commit made
+//! meanwhile. Readers and new transactions only ever see published states, so no one
+//! observes a commit that a crash could still take back, and states are published in LSN
+//! order.
+//!
+//! One snapshot per publication, not per commit: a snapshot shares the tree's nodes, and
+//! the next insert into a shared node copies it (with every element in it), so a snapshot
+//! per commit made every commit copy whole paths of the tree.
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
 use crate::error::{lossy, Error, Result};
 use crate::limits::Limits;
 use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
-use crate::state::{final_writes, MapKey, State, Version};
+use crate::state::{final_writes, Entry, MapKey, State, Version};
 use crate::txn::{Precondition, Scan, Transaction, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use walden_log::storage::{StdStorage, Storage};
@@ -148,19 +158,35 @@ pub struct StoreStatus {
 pub(crate) struct CommitRequest {
     pub txn_id: u64,
     pub writes: Vec<Write>,
+    /// Indexes into `writes` of the writes that take effect (the last per key), ascending:
+    /// what `state::final_writes` yields.
+    pub final_writes: Vec<usize>,
     pub unspilled_from: usize,
-    pub snapshot_versions: Vec<(MapKey, u64)>,
+    /// Commit LSN of the state the transaction read (its snapshot's `lsn`).
+    pub snapshot_lsn: u64,
     pub preconditions: Vec<(MapKey, Precondition)>,
     pub first_spill_lsn: u64,
 }
 
 /// Guarded by the commit mutex.
 struct CommitState {
+    /// Every commit appended so far, applied; `latest.lsn` is the newest commit's LSN.
     latest: State,
-    /// States waiting for their commit LSN to become durable, oldest first.
-    unpublished: VecDeque<State>,
     /// Transactions with spilled writes: first spill LSN, and commit LSN once committed.
+    /// Entries of published commits are dropped lazily, by a later commit.
     spills: BTreeMap<u64, (u64, Option<u64>)>,
+}
+
+/// Guarded by the publish mutex: who publishes, and what was published.
+#[derive(Debug, Default)]
+struct PublishState {
+    /// The turn in progress, if any (a committer taking a snapshot, waiting until it is
+    /// durable, installing it): its number and the LSN of its snapshot.
+    publishing: Option<(u64, u64)>,
+    /// Turns started so far.
+    turns: u64,
+    /// LSN of the newest published state: every commit at or below it is visible.
+    published_lsn: u64,
 }
 
 pub(crate) struct StoreInner {
@@ -169,6 +195,19 @@ pub(crate) struct StoreInner {
     checkpoint_dir: PathBuf,
     wal: Wal,
     commit: Mutex<CommitState>,
+    /// A copy of `latest` as the last commit left it, for the next publisher. A commit
+    /// empties it while it applies (a copy kept then would make the apply copy every node
+    /// it touches), holding this lock meanwhile. Locked after the commit mutex, or alone.
+    newest: Mutex<Option<State>>,
+    publish: Mutex<PublishState>,
+    /// `PublishState::published_lsn`, readable without the publish mutex.
+    published_lsn: AtomicU64,
+    /// Committers wait here for the turn whose snapshot holds their commit: turn `t` on
+    /// `publish_cvs[t % 2]`. A commit not in the running turn's snapshot is in the next
+    /// turn's (which snapshots after this one ends), so one wakeup per commit: a single
+    /// condition variable woke every waiter at the end of every turn, half of them only to
+    /// sleep again (perf: a fifth of a commit's CPU time went to going to sleep).
+    publish_cvs: [Condvar; 2],
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
     checkpointing: Mutex<VecDeque<CheckpointMeta>>,
@@ -265,9 +304,16 @@ impl Store {
             storage,
             commit: Mutex::new(CommitState {
                 latest: recovered.state.clone(),
-                unpublished: VecDeque::new(),
                 spills: BTreeMap::new(),
             }),
+            newest: Mutex::new(Some(recovered.state.clone())),
+            publish: Mutex::new(PublishState {
+                publishing: None,
+                turns: 0,
+                published_lsn: recovered.state.lsn,
+            }),
+            published_lsn: AtomicU64::new(recovered.state.lsn),
+            publish_cvs: [Condvar::new(), Condvar::new()],
             visible: RwLock::new(recovered.state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
             checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
@@ -346,7 +392,7 @@ impl Store {
     /// The current value of a key.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Versioned> {
         let state = self.visible();
-        Versioned::from_version(state.get(ns, key)?.current()?)
+        Versioned::from_version(state.get(ns, key)?.current())
     }
 
     /// The current version of a key, including tombstones (0: never written).
@@ -358,7 +404,7 @@ impl Store {
     pub fn history(&self, ns: &[u8], key: &[u8]) -> Vec<Version> {
         self.visible()
             .get(ns, key)
-            .map(|e| e.versions.iter().cloned().collect())
+            .map(|e| e.versions().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -424,82 +470,66 @@ impl Store {
     pub(crate) fn commit(&self, req: CommitRequest) -> Result<CommitInfo> {
         self.check_open()?;
         let history = self.inner.options.limits.history_versions;
+        // Encoded before the commit mutex: it is the store's one point of serialisation.
+        let time = now_ms();
+        let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
+        let writes_record = (!tail.is_empty()).then(|| encode_writes(req.txn_id, tail.iter()));
+        let commit_record = encode_commit(req.txn_id, time, req.first_spill_lsn);
+        let records: [&[u8]; 2] = [writes_record.as_deref().unwrap_or_default(), &commit_record];
+        // [Writes, Commit], or [Commit] when every write was spilled.
+        let batch = records
+            .get(usize::from(writes_record.is_none())..)
+            .unwrap_or_default();
         let commit_lsn;
         let mut versions = Vec::new();
         {
             let mut c = lock(&self.inner.commit);
-            let checked = check_preconditions(&c.latest, &req.preconditions).and_then(|()| {
-                for ((ns, key), seen) in &req.snapshot_versions {
-                    if c.latest.version_of(ns, key) != *seen {
-                        return Err(Error::Conflict {
-                            ns: lossy(ns),
-                            key: lossy(key),
-                        });
-                    }
+            let checked = check_preconditions(&c.latest, &req.preconditions)
+                .and_then(|()| check_conflicts(&c.latest, &req));
+            let currents = match checked {
+                Ok(currents) => currents,
+                Err(e) => {
+                    // Refused: this transaction will never commit. If it spilled, end it like
+                    // an abort (an `Abort` record, and out of `spills`); otherwise its first
+                    // spill would hold every later checkpoint's redo start, and so the log's
+                    // head, forever (found by tests/checkpoint_crash.rs).
+                    drop(c);
+                    self.abort(req.txn_id, req.first_spill_lsn);
+                    return Err(e);
                 }
-                Ok(())
-            });
-            if let Err(e) = checked {
-                // Refused: this transaction will never commit. If it spilled, end it like an
-                // abort (an `Abort` record, and out of `spills`); otherwise its first spill
-                // would hold every later checkpoint's redo start, and so the log's head,
-                // forever (found by tests/checkpoint_crash.rs).
-                drop(c);
-                self.abort(req.txn_id, req.first_spill_lsn);
-                return Err(e);
-            }
-            let time = now_ms();
-            let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
-            let mut batch = Vec::with_capacity(2);
-            if !tail.is_empty() {
-                batch.push(encode_writes(req.txn_id, tail.iter()));
-            }
-            batch.push(encode_commit(req.txn_id, time, req.first_spill_lsn));
-            let first = self.inner.wal.append_batch(&batch, Durability::Buffered)?;
+            };
+            let first = self.inner.wal.append_batch(batch, Durability::Buffered)?;
             commit_lsn = first.get() + batch.len() as u64 - 1;
+            // Nothing fails from here to the end of the critical section, which leaves a copy
+            // of `latest` in `newest` again.
+            let mut newest = lock(&self.inner.newest);
+            drop(newest.take());
             // One version per key: its last write in this transaction (see final_writes).
-            for w in final_writes(&req.writes) {
-                let v = c.latest.apply(w, commit_lsn, time, history);
+            versions.reserve_exact(currents.len());
+            for (w, current) in currents {
+                let v = c
+                    .latest
+                    .apply_over(w, current.as_deref(), commit_lsn, time, history);
                 versions.push((w.ns.clone(), w.key.clone(), v));
             }
             c.latest.lsn = commit_lsn;
-            let snapshot = c.latest.clone();
-            c.unpublished.push_back(snapshot);
-            if let Some(s) = c.spills.get_mut(&req.txn_id) {
-                s.1 = Some(commit_lsn);
+            *newest = Some(c.latest.clone());
+            drop(newest);
+            if !c.spills.is_empty() {
+                if let Some(s) = c.spills.get_mut(&req.txn_id) {
+                    s.1 = Some(commit_lsn);
+                }
+                // Spills of commits already visible: no checkpoint needs them any more.
+                let published = self.inner.published_lsn.load(Ordering::Acquire);
+                c.spills
+                    .retain(|_, (_, commit)| commit.is_none_or(|l| l > published));
             }
         }
-        let bound = if self.inner.options.durability == Durability::Sync {
-            self.inner.wal.wait_durable(Lsn(commit_lsn))?;
-            self.inner.wal.durable_lsn().get()
-        } else {
-            commit_lsn
-        };
-        self.publish(bound.max(self.inner.wal.durable_lsn().get()));
-        dedup_versions(&mut versions);
+        self.inner.publish_through(commit_lsn)?;
         Ok(CommitInfo {
             lsn: Lsn(commit_lsn),
             versions,
         })
-    }
-
-    /// Publishes the newest queued state whose commit LSN is at most `bound`.
-    fn publish(&self, bound: u64) {
-        let mut c = lock(&self.inner.commit);
-        let mut newest = None;
-        while c.unpublished.front().is_some_and(|s| s.lsn <= bound) {
-            newest = c.unpublished.pop_front();
-        }
-        if let Some(s) = newest {
-            let lsn = s.lsn;
-            *self
-                .inner
-                .visible
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = s;
-            c.spills
-                .retain(|_, (_, commit)| commit.is_none_or(|l| l > lsn));
-        }
     }
 
     /// Takes a checkpoint of the visible state now, while writers go on; then releases the
@@ -551,6 +581,80 @@ impl Drop for Store {
 impl StoreInner {
     pub(crate) fn wal_ref(&self) -> &Wal {
         &self.wal
+    }
+
+    /// Returns once a state holding commit `lsn` is visible (durable first, under `Sync`):
+    /// waits for the turn that publishes it, or runs that turn. On `Err` (the log failed,
+    /// and is poisoned), nothing past what was visible before becomes visible.
+    fn publish_through(&self, lsn: u64) -> Result<()> {
+        let mut p = lock(&self.publish);
+        loop {
+            if p.published_lsn >= lsn {
+                return Ok(());
+            }
+            if let Some((turn, snapshot_lsn)) = p.publishing {
+                // This commit is applied already: if the running turn's snapshot missed it,
+                // the next turn's, taken after this one ends, holds it.
+                let wait_for = if snapshot_lsn >= lsn { turn } else { turn + 1 };
+                p = self
+                    .turn_cv(wait_for)
+                    .wait(p)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Snapshot under the publish mutex, so that waiters know what this turn covers.
+            let state = self.newest_state();
+            debug_assert!(
+                state.lsn >= lsn,
+                "the snapshot holds the publisher's commit"
+            );
+            debug_assert!(
+                state.lsn > p.published_lsn,
+                "a turn publishes something new"
+            );
+            let turn = p.turns;
+            p.turns += 1;
+            p.publishing = Some((turn, state.lsn));
+            drop(p);
+            let mut guard = PublisherTurn {
+                inner: self,
+                turn,
+                published_lsn: None,
+            };
+            let published = self.publish(state);
+            guard.published_lsn = published.as_ref().ok().copied();
+            drop(guard);
+            published?;
+            p = lock(&self.publish);
+        }
+    }
+
+    fn turn_cv(&self, turn: u64) -> &Condvar {
+        &self.publish_cvs[(turn % 2) as usize]
+    }
+
+    /// The newest state the commits left.
+    fn newest_state(&self) -> State {
+        let newest = lock(&self.newest).clone();
+        // `None`: a commit's apply unwound; `latest` is what the commit mutex protects.
+        newest.unwrap_or_else(|| lock(&self.commit).latest.clone())
+    }
+
+    /// A turn's work: waits until `state` is durable (under `Sync`) and makes it visible;
+    /// returns its LSN.
+    fn publish(&self, state: State) -> Result<u64> {
+        let lsn = state.lsn;
+        if self.options.durability == Durability::Sync {
+            self.wal.wait_durable(Lsn(lsn))?;
+        }
+        let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
+        debug_assert!(visible.lsn <= lsn, "states are published in LSN order");
+        let old = std::mem::replace(&mut *visible, state);
+        drop(visible);
+        // Outside the lock: dropping the last reference to the old state frees the nodes
+        // only it held.
+        drop(old);
+        Ok(lsn)
     }
 
     fn checkpoint(&self) -> Result<CheckpointInfo> {
@@ -619,7 +723,7 @@ impl StoreInner {
 
 fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result<()> {
     for ((ns, key), pre) in pres {
-        let current = state.get(ns, key).and_then(|e| e.current());
+        let current = state.get(ns, key).map(|e| e.current());
         let version = current.map_or(0, |v| v.version);
         let ok = match pre {
             Precondition::Absent => current.is_none_or(|v| v.value.is_none()),
@@ -641,18 +745,61 @@ fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result
     Ok(())
 }
 
-/// Keeps the last version reported per key, in first-write order.
-fn dedup_versions(versions: &mut Vec<(Bytes, Bytes, u64)>) {
-    let mut last: std::collections::HashMap<(Bytes, Bytes), u64> = std::collections::HashMap::new();
-    for (ns, key, v) in versions.iter() {
-        last.insert((ns.clone(), key.clone()), *v);
-    }
-    let mut seen = std::collections::HashSet::new();
-    versions.retain(|(ns, key, _)| seen.insert((ns.clone(), key.clone())));
-    for (ns, key, v) in versions.iter_mut() {
-        if let Some(l) = last.get(&(ns.clone(), key.clone())) {
-            *v = *l;
+/// A write that takes effect, with its key's entry in the state it applies to.
+type WriteOver<'r> = (&'r Write, Option<Arc<Entry>>);
+
+/// First committer wins: each write that takes effect, with its key's entry in `latest`
+/// (looked up once here, reused to apply), or `Error::Conflict` if another transaction
+/// committed the key after the snapshot.
+///
+/// A key changed since the snapshot exactly when its current version's commit LSN is above
+/// the snapshot's LSN: versions carry their commit's LSN, and a state at LSN `s` holds every
+/// commit at or below `s` and none above (`State::apply_over` asserts the order). This saves
+/// looking every key up in the snapshot as well.
+fn check_conflicts<'r>(latest: &State, req: &'r CommitRequest) -> Result<Vec<WriteOver<'r>>> {
+    debug_assert!(
+        final_writes(&req.writes).eq(req.final_writes.iter().filter_map(|&i| req.writes.get(i))),
+        "the transaction's final writes are state::final_writes"
+    );
+    let mut out = Vec::with_capacity(req.final_writes.len());
+    for w in req.final_writes.iter().filter_map(|&i| req.writes.get(i)) {
+        let current = latest.get(&w.ns, &w.key);
+        if current.is_some_and(|e| e.current().lsn > req.snapshot_lsn) {
+            return Err(Error::Conflict {
+                ns: lossy(&w.ns),
+                key: lossy(&w.key),
+            });
         }
+        out.push((w, current.cloned()));
+    }
+    debug_assert_eq!(out.len(), req.final_writes.len(), "indexes into writes");
+    Ok(out)
+}
+
+/// Ends a publisher's turn, even if it unwinds: records what it published, then wakes one
+/// waiter of the next turn, to run it, before every waiter of this one (they return; after
+/// a failure they find nothing published and retry, each in a turn of its own).
+struct PublisherTurn<'a> {
+    inner: &'a StoreInner,
+    turn: u64,
+    /// What the turn made visible (`None`: nothing, it failed or unwound).
+    published_lsn: Option<u64>,
+}
+
+impl Drop for PublisherTurn<'_> {
+    fn drop(&mut self) {
+        let mut p = lock(&self.inner.publish);
+        if let Some(l) = self.published_lsn {
+            p.published_lsn = p.published_lsn.max(l);
+            self.inner
+                .published_lsn
+                .store(p.published_lsn, Ordering::Release);
+        }
+        debug_assert_eq!(p.publishing.map(|(t, _)| t), Some(self.turn));
+        p.publishing = None;
+        drop(p);
+        self.inner.turn_cv(self.turn + 1).notify_one();
+        self.inner.turn_cv(self.turn).notify_all();
     }
 }
 

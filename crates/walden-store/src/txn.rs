@@ -7,6 +7,10 @@ use crate::state::{MapKey, State, Version};
 use crate::store::{CommitInfo, Store};
 use std::collections::{BTreeMap, HashMap};
 
+/// Up to this many writes, a transaction finds a key's last write by scanning its writes
+/// backwards; past it, through a hash table.
+const SMALL_TXN_WRITES: usize = 16;
+
 /// A condition a key must meet at commit, checked against the latest committed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precondition {
@@ -102,7 +106,10 @@ pub struct Transaction<'s> {
     txn_id: u64,
     snapshot: State,
     writes: Vec<Write>,
-    latest: HashMap<MapKey, usize>,
+    /// Each key's last write (an index into `writes`), once the transaction has more than
+    /// [`SMALL_TXN_WRITES`] writes; below that, a backward scan of `writes` finds it, and the
+    /// common small transaction neither allocates a table nor hashes every key.
+    index: Option<HashMap<MapKey, usize>>,
     preconditions: Vec<(MapKey, Precondition)>,
     bytes: usize,
     unspilled_from: usize,
@@ -118,7 +125,7 @@ impl<'s> Transaction<'s> {
             txn_id,
             snapshot,
             writes: Vec::new(),
-            latest: HashMap::new(),
+            index: None,
             preconditions: Vec::new(),
             bytes: 0,
             unspilled_from: 0,
@@ -128,10 +135,38 @@ impl<'s> Transaction<'s> {
         }
     }
 
+    /// The index in `writes` of the last write to a key.
+    fn last_write(&self, ns: &[u8], key: &[u8]) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&(ns.into(), key.into())).copied(),
+            None => self
+                .writes
+                .iter()
+                .rposition(|w| *w.ns == *ns && *w.key == *key),
+        }
+    }
+
+    /// Indexes in `writes` of the writes that take effect, the last per key, ascending
+    /// (what `state::final_writes` yields).
+    fn final_writes(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = match &self.index {
+            Some(index) => index.values().copied().collect(),
+            None => (0..self.writes.len())
+                .filter(|&i| {
+                    let later = self.writes.get(i + 1..).unwrap_or_default();
+                    self.writes
+                        .get(i)
+                        .is_some_and(|w| !later.iter().any(|l| l.ns == w.ns && l.key == w.key))
+                })
+                .collect(),
+        };
+        last.sort_unstable();
+        last
+    }
+
     /// The value of a key as this transaction sees it.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Versioned> {
-        let k: MapKey = (ns.into(), key.into());
-        if let Some(&i) = self.latest.get(&k) {
+        if let Some(i) = self.last_write(ns, key) {
             let w = self.writes.get(i)?;
             return Some(Versioned {
                 value: w.value.clone()?,
@@ -141,7 +176,7 @@ impl<'s> Transaction<'s> {
             });
         }
         let entry = self.snapshot.get(ns, key)?;
-        Versioned::from_version(entry.current()?)
+        Versioned::from_version(entry.current())
     }
 
     /// Live keys of `ns` selected by `scan`, merged with this transaction's own writes.
@@ -153,18 +188,18 @@ impl<'s> Transaction<'s> {
             start.as_deref().is_none_or(|s| k >= s) && end.as_deref().is_none_or(|e| k < e)
         };
         let own: BTreeMap<Bytes, Option<Versioned>> = self
-            .latest
-            .iter()
-            .filter(|((n, k), _)| &**n == ns && in_range(k))
-            .filter_map(|((_, k), &i)| {
-                let w = self.writes.get(i)?;
+            .final_writes()
+            .into_iter()
+            .filter_map(|i| self.writes.get(i))
+            .filter(|w| *w.ns == *ns && in_range(&w.key))
+            .map(|w| {
                 let v = w.value.clone().map(|value| Versioned {
                     value,
                     version: 0,
                     lsn: 0,
                     commit_time_ms: 0,
                 });
-                Some((k.clone(), v))
+                (w.key.clone(), v)
             })
             .collect();
         if own.is_empty() {
@@ -224,8 +259,13 @@ impl<'s> Transaction<'s> {
                 });
             }
         }
+        // Writes to one namespace share its bytes (one allocation fewer per write).
+        let ns = match self.writes.last() {
+            Some(last) if *last.ns == *ns => last.ns.clone(),
+            _ => ns.into(),
+        };
         let w = Write {
-            ns: ns.into(),
+            ns,
             key: key.into(),
             value: value.map(Into::into),
         };
@@ -239,8 +279,18 @@ impl<'s> Transaction<'s> {
         }
         self.bytes += size;
         self.unspilled_bytes += size;
-        let k: MapKey = (w.ns.clone(), w.key.clone());
-        let previous = self.latest.insert(k.clone(), self.writes.len());
+        if self.index.is_none() && self.writes.len() >= SMALL_TXN_WRITES {
+            let mut index = HashMap::with_capacity(self.writes.len() * 2);
+            for (i, w) in self.writes.iter().enumerate() {
+                index.insert((w.ns.clone(), w.key.clone()), i);
+            }
+            self.index = Some(index);
+        }
+        let i = self.writes.len();
+        let previous = self
+            .index
+            .as_mut()
+            .map(|index| index.insert((w.ns.clone(), w.key.clone()), i));
         self.writes.push(w);
         if self.unspilled_bytes >= self.store.spill_bytes() {
             if let Err(e) = self.spill() {
@@ -248,11 +298,16 @@ impl<'s> Transaction<'s> {
                 // it, or a later commit (say after ENOSPC cleared) would commit a put the
                 // caller was told failed (found by tests/fsync_failure.rs). A failed spill
                 // changed nothing else: the earlier writes stay pending for the commit.
-                self.writes.pop();
-                match previous {
-                    Some(i) => self.latest.insert(k, i),
-                    None => self.latest.remove(&k),
-                };
+                let undone = self.writes.pop();
+                if let (Some(index), Some(previous), Some(w)) =
+                    (self.index.as_mut(), previous, undone)
+                {
+                    let k = (w.ns, w.key);
+                    match previous {
+                        Some(i) => index.insert(k, i),
+                        None => index.remove(&k),
+                    };
+                }
                 self.bytes -= size;
                 self.unspilled_bytes -= size;
                 return Err(e);
@@ -279,16 +334,13 @@ impl<'s> Transaction<'s> {
     /// the commit is durable (at the store's durability) and visible.
     pub fn commit(mut self) -> Result<CommitInfo> {
         self.finished = true;
-        let snapshot_versions: Vec<(MapKey, u64)> = self
-            .latest
-            .keys()
-            .map(|k| (k.clone(), self.snapshot.version_of(&k.0, &k.1)))
-            .collect();
+        let final_writes = self.final_writes();
         let request = crate::store::CommitRequest {
             txn_id: self.txn_id,
             writes: std::mem::take(&mut self.writes),
+            final_writes,
             unspilled_from: self.unspilled_from,
-            snapshot_versions,
+            snapshot_lsn: self.snapshot.lsn,
             preconditions: std::mem::take(&mut self.preconditions),
             first_spill_lsn: self.first_spill_lsn,
         };

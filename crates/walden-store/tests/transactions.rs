@@ -191,3 +191,63 @@ fn oversized_input_is_refused_before_anything_is_written() {
     ));
     assert_eq!(store.status().appended_lsn, before);
 }
+
+/// A transaction that writes keys several times reads, scans and commits each key's last
+/// write, at sizes below, at and above the point where it starts indexing its writes (16
+/// writes; each step here makes two), and commits one version per key, in the order of the
+/// keys' last writes.
+#[test]
+fn repeated_writes_read_scan_and_commit_as_each_keys_last_write() {
+    for writes in [3usize, 7, 8, 9, 40] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(tmp.path());
+        store.put(b"ns", b"k0", b"before").unwrap();
+        let mut tx = store.begin();
+        let mut model = std::collections::BTreeMap::new();
+        let mut last_write = Vec::new();
+        for i in 0..writes {
+            let key = format!("k{}", (i * 7) % 5).into_bytes();
+            let value = if i % 6 == 5 {
+                tx.delete(b"ns", &key).unwrap();
+                None
+            } else {
+                let v = format!("v{i}").into_bytes();
+                tx.put(b"ns", &key, &v).unwrap();
+                Some(v)
+            };
+            // A write elsewhere must not hide or replace a write to "ns".
+            tx.put(b"other", &key, b"x").unwrap();
+            model.insert(key.clone(), value);
+            last_write.retain(|k| *k != key);
+            last_write.push(key);
+        }
+        for (key, value) in &model {
+            let seen = tx.get(b"ns", key).map(|v| v.value.to_vec());
+            assert_eq!(seen, *value, "{writes} writes: {key:?}");
+        }
+        let live: Vec<(Vec<u8>, Vec<u8>)> = model
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect();
+        let scanned: Vec<(Vec<u8>, Vec<u8>)> = tx
+            .scan(b"ns", &Scan::default())
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.value.to_vec()))
+            .collect();
+        assert_eq!(scanned, live, "{writes} writes: scan");
+        let info = tx.commit().unwrap();
+        let ns_keys: Vec<Vec<u8>> = info
+            .versions
+            .iter()
+            .filter(|(ns, _, _)| &**ns == b"ns")
+            .map(|(_, k, _)| k.to_vec())
+            .collect();
+        assert_eq!(ns_keys, last_write, "{writes} writes: one version per key");
+        for (key, value) in &model {
+            let seen = store.get(b"ns", key).map(|v| v.value.to_vec());
+            assert_eq!(seen, *value, "{writes} writes, committed: {key:?}");
+        }
+        // k0 (written first, at i = 0) had a version before: one more, however often written.
+        assert_eq!(store.version(b"ns", b"k0"), 2, "{writes} writes");
+    }
+}
