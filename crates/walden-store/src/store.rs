@@ -108,6 +108,9 @@ pub struct CommitInfo {
     pub versions: Vec<(Bytes, Bytes, u64)>,
 }
 
+/// (namespace, key, new version) of each key a commit wrote, as in [`CommitInfo`].
+pub(crate) type KeyVersions = Vec<(Bytes, Bytes, u64)>;
+
 /// A checkpoint that was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointInfo {
@@ -296,6 +299,10 @@ impl Store {
         self.inner.options.limits
     }
 
+    pub(crate) fn durability(&self) -> Durability {
+        self.inner.options.durability
+    }
+
     pub(crate) fn spill_bytes(&self) -> usize {
         self.inner.options.spill_bytes
     }
@@ -422,6 +429,15 @@ impl Store {
     }
 
     pub(crate) fn commit(&self, req: CommitRequest) -> Result<CommitInfo> {
+        let (commit_lsn, versions) = self.log_and_apply(req)?;
+        self.finish_commit(commit_lsn, versions)
+    }
+
+    /// The first half of a commit, under the commit mutex: checks, appends the batch
+    /// buffered, applies it to the latest state and queues that state for publication.
+    /// Returns the commit LSN and the new versions (not yet deduplicated). Nothing waits for
+    /// durability here; [`Store::finish_commit`] or a deferred commit's `durable` does.
+    pub(crate) fn log_and_apply(&self, req: CommitRequest) -> Result<(u64, KeyVersions)> {
         self.check_open()?;
         let history = self.inner.options.limits.history_versions;
         let commit_lsn;
@@ -469,6 +485,12 @@ impl Store {
                 s.1 = Some(commit_lsn);
             }
         }
+        Ok((commit_lsn, versions))
+    }
+
+    /// The second half of a blocking commit: waits (syncing with concurrent commits) until
+    /// `commit_lsn` is durable at the store's durability, then publishes.
+    fn finish_commit(&self, commit_lsn: u64, mut versions: KeyVersions) -> Result<CommitInfo> {
         let bound = if self.inner.options.durability == Durability::Sync {
             self.inner.wal.wait_durable(Lsn(commit_lsn))?;
             self.inner.wal.durable_lsn().get()
@@ -484,7 +506,7 @@ impl Store {
     }
 
     /// Publishes the newest queued state whose commit LSN is at most `bound`.
-    fn publish(&self, bound: u64) {
+    pub(crate) fn publish(&self, bound: u64) {
         let mut c = lock(&self.inner.commit);
         let mut newest = None;
         while c.unpublished.front().is_some_and(|s| s.lsn <= bound) {
@@ -642,7 +664,7 @@ fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result
 }
 
 /// Keeps the last version reported per key, in first-write order.
-fn dedup_versions(versions: &mut Vec<(Bytes, Bytes, u64)>) {
+pub(crate) fn dedup_versions(versions: &mut Vec<(Bytes, Bytes, u64)>) {
     let mut last: std::collections::HashMap<(Bytes, Bytes), u64> = std::collections::HashMap::new();
     for (ns, key, v) in versions.iter() {
         last.insert((ns.clone(), key.clone()), *v);
