@@ -38,7 +38,8 @@ impl App {
             config.token.clone(),
             stopped,
             config.data_dir.clone(),
-        );
+        )
+        .context("starting the sync thread")?;
         Ok(App { state, stop })
     }
 
@@ -61,6 +62,8 @@ impl App {
     pub fn close(self) -> anyhow::Result<()> {
         self.stop_streams();
         let shared = self.state.0;
+        // The sync thread holds the store: end it first (it finishes a sync asked for).
+        shared.syncer.stop();
         let store = match Arc::try_unwrap(shared) {
             Ok(shared) => Arc::try_unwrap(shared.store),
             Err(shared) => Err(shared.store.clone()),
