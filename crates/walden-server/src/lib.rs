@@ -56,6 +56,6 @@ pub use config::{
 pub use error::ApiError;
 pub use load::{load, load_with, LoadOptions, LoadReport};
 pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
-pub use routes::ROUTES;
+pub use routes::{AppService, ROUTES};
 pub use server::{run_blocking, serve, App};
 pub use state::AppState;
