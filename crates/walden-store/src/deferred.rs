@@ -80,7 +80,11 @@ impl<'s> PendingCommit<'s> {
         self.store
             .publish(bound.max(self.store.wal().durable_lsn().get()));
         let mut versions = self.versions;
-        dedup_versions(&mut versions);
+        if versions.len() > 1 {
+            // One key (a single-key write) has nothing to deduplicate; the general case
+            // builds two hash tables.
+            dedup_versions(&mut versions);
+        }
         CommitInfo {
             lsn: Lsn(self.lsn),
             versions,
