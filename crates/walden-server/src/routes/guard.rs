@@ -12,8 +12,9 @@ use super::{template_matches, ROUTES};
 use crate::error::ApiError;
 use crate::metrics::method_label;
 use crate::state::AppState;
+use axum::body::HttpBody;
 use axum::extract::Request;
-use axum::http::Method;
+use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::FutureExt as _;
@@ -89,6 +90,9 @@ impl tower_service::Service<Request> for AppService {
     }
 }
 
+/// The template of the single-key routes.
+const KV_ROUTE: &str = "/v1/ns/{ns}/kv/{key}";
+
 /// Token check, then the router, timed for the metrics when a route matches.
 async fn guarded(router: Router, state: AppState, req: Request) -> Response {
     if let Err(refused) = crate::auth::check(&state, &req) {
@@ -100,7 +104,11 @@ async fn guarded(router: Router, state: AppState, req: Request) -> Response {
     };
     let method = method_label(req.method());
     let started = Instant::now();
-    let response = call_router(router, req).await;
+    let response = if route == KV_ROUTE && req.method() == Method::PUT {
+        put_value(state.clone(), req).await
+    } else {
+        call_router(router, req).await
+    };
     // For the change stream this is the time to the start of the stream.
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
@@ -112,6 +120,28 @@ async fn guarded(router: Router, state: AppState, req: Request) -> Response {
         "request"
     );
     state.0.metrics.record(route, method, status, seconds);
+    response
+}
+
+/// `PUT /v1/ns/{ns}/kv/{key}`, the write path, called directly: what the router would do for
+/// it (its handler, then a `Content-Length` for a body of known size), without the router's
+/// work that this route does not use. The router matched the path again, percent-decoded
+/// the two path parameters (the handler decodes them itself, strictly), stored them and the
+/// matched path in the request's extensions, and boxed the handler's service and future:
+/// 8 of the 48 allocations and ~9,000 instructions of a durable PUT (callgrind, W7). The
+/// metrics label comes from [`route_of`] either way. A test compares the answers of both
+/// paths.
+async fn put_value(state: AppState, req: Request) -> Response {
+    let mut response = super::kv::put_value(axum::extract::State(state), req)
+        .await
+        .into_response();
+    if !response.headers().contains_key(header::CONTENT_LENGTH) {
+        if let Some(size) = HttpBody::size_hint(response.body()).exact() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        }
+    }
     response
 }
 
@@ -136,21 +166,93 @@ mod tests {
     use std::sync::Arc;
     use tower_service::Service as _;
 
-    /// A guard over `router`, with a store in `dir` and `token`.
-    fn guard(dir: &std::path::Path, router: Router, token: Option<&str>) -> AppService {
+    /// Server state over a store in `dir`, with `token`.
+    fn state(dir: &std::path::Path, token: Option<&str>) -> AppState {
         let store =
             walden_store::Store::open(walden_store::StoreOptions::new(dir).checkpoints(0, None))
                 .unwrap();
         let (_stop, stopped) = tokio::sync::watch::channel(false);
-        let state = AppState::new(
+        AppState::new(
             Arc::new(store),
             crate::ServerLimits::default(),
             token.map(String::from),
             stopped,
             dir.to_path_buf(),
         )
-        .unwrap();
-        AppService::new(router, state)
+        .unwrap()
+    }
+
+    /// A guard over `router`, with a store in `dir` and `token`.
+    fn guard(dir: &std::path::Path, router: Router, token: Option<&str>) -> AppService {
+        AppService::new(router, state(dir, token))
+    }
+
+    type Answer = (u16, axum::http::HeaderMap, Vec<u8>);
+
+    /// Status, headers and body of `method path` with `body`, through `service`.
+    async fn exchange<S>(service: &mut S, method: &str, path: &str, body: &[u8]) -> Answer
+    where
+        S: tower_service::Service<
+            Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+    {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/octet-stream")
+            .body(Body::from(body.to_vec()))
+            .unwrap();
+        let response = service.call(req).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status.as_u16(), parts.headers, body.to_vec())
+    }
+
+    #[test]
+    fn a_put_answers_the_same_directly_as_through_the_router() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = state(tmp.path(), None);
+        let mut direct = AppService::new(super::super::router(state.clone()), state.clone());
+        let mut routed = super::super::router(state);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Successful writes of two fresh keys: same shape, same version.
+            let a = exchange(&mut direct, "PUT", "/v1/ns/n/kv/a", b"v").await;
+            let b = exchange(&mut routed, "PUT", "/v1/ns/n/kv/b", b"v").await;
+            assert_eq!((a.0, b.0), (200, 200));
+            let keys = |h: &axum::http::HeaderMap| {
+                let mut k: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+                k.sort();
+                k
+            };
+            assert_eq!(keys(&a.1), keys(&b.1));
+            assert_eq!(a.1.get("content-type"), b.1.get("content-type"));
+            for (headers, body) in [(&a.1, &a.2), (&b.1, &b.2)] {
+                let length = headers.get("content-length").unwrap().to_str().unwrap();
+                assert_eq!(length, body.len().to_string());
+                let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(v["version"], 1, "{v}");
+            }
+            // Refusals: identical answers.
+            let too_large = vec![b'x'; (4 << 20) + 1];
+            for (path, body) in [
+                ("/v1/ns/n/kv/a?bogus=1", &b"v"[..]),
+                ("/v1/ns/n/kv/a?if_version=7", b"v"),
+                ("/v1/ns/n/kv/a?if_version=1&if_absent=true", b"v"),
+                ("/v1/ns/n/kv/%zz", b"v"),
+                ("/v1/ns/n/kv/a", &too_large),
+            ] {
+                let a = exchange(&mut direct, "PUT", path, body).await;
+                let b = exchange(&mut routed, "PUT", path, body).await;
+                assert!(a.0 >= 400, "{path}: {}", a.0);
+                assert_eq!(a, b, "{path}");
+            }
+        });
     }
 
     async fn answer(service: &mut AppService, path: &str, auth: Option<&str>) -> (u16, String) {
