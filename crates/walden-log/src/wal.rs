@@ -443,6 +443,13 @@ impl Wal {
         &self.inner.report
     }
 
+    /// `Ok` while the log accepts appends; [`Error::Closed`] once closed, or
+    /// [`Error::Poisoned`] after a failed write or sync. For waiters that must not wait on a
+    /// log that can no longer make anything durable.
+    pub fn check(&self) -> Result<()> {
+        self.inner.check_open()
+    }
+
     /// Highest LSN whose record, and every record before it, is on stable storage.
     /// `Lsn::ZERO` when nothing is. Never decreases, except through `truncate_after`.
     pub fn durable_lsn(&self) -> Lsn {

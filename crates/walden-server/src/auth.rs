@@ -5,10 +5,8 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
 /// The one route open without a token: load balancers and supervisors probe it.
@@ -27,28 +25,27 @@ pub fn token_matches(header_value: &[u8], token: &str) -> bool {
     given.ct_eq(token.as_bytes()).into()
 }
 
-/// Middleware: rejects requests without the right token with 401.
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Admits the request, or answers 401 when the server has a token and the request lacks
+/// the right one (every path but [`OPEN_PATH`]).
+pub(crate) fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let Some(token) = state.0.token.as_deref() else {
-        return next.run(req).await;
+        return Ok(());
     };
     if req.uri().path() == OPEN_PATH {
-        return next.run(req).await;
+        return Ok(());
     }
     match req.headers().get(header::AUTHORIZATION) {
-        Some(v) if token_matches(v.as_bytes(), token) => next.run(req).await,
-        Some(_) => ApiError::new(
+        Some(v) if token_matches(v.as_bytes(), token) => Ok(()),
+        Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the bearer token is wrong",
-        )
-        .into_response(),
-        None => ApiError::new(
+        )),
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this server needs `Authorization: Bearer <token>`",
-        )
-        .into_response(),
+        )),
     }
 }
 

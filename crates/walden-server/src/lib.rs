@@ -5,8 +5,10 @@
 //!
 //! - **Durable acknowledgements.** A write answers only once its commit record is durable
 //!   (the store's `Sync` durability), with its commit LSN and the key's new version.
-//!   Store calls run on tokio's blocking pool, so concurrent requests wait for durability
-//!   side by side and share one `fdatasync` (the log's group commit).
+//!   A write commits on the async worker without waiting (`commit_deferred`), and its task
+//!   awaits durability while one sync thread (`syncer`) makes every logged commit durable
+//!   with one shared `fdatasync` at a time: no thread per waiting request. Writes above
+//!   64 KiB, and slow calls (checkpoint, scans, status), run on tokio's blocking pool.
 //! - **Routes** (see docs/API.md and `/v1/openapi.json`): single keys with preconditions
 //!   (`?if_version=N`, `?if_absent=true`), history, ordered scans, atomic multi-key
 //!   transactions, the change stream as Server-Sent Events (event id = commit LSN,
@@ -25,7 +27,7 @@
 //! subcommands; this crate's own `walden-server` binary does the same for its tests.
 //!
 //! Modules: `config` (what serve runs with), `server` (start, drain, stop), `routes` (one
-//! file per group of routes), `sse` (the change stream), `auth`, `metrics`, `error` (the
+//! file per group of routes), `syncer` (the sync thread), `sse` (the change stream), `auth`, `metrics`, `error` (the
 //! JSON error shape), `encoding` (bytes in URLs and JSON), `tls`, `cli` and `client` (the
 //! admin commands), `load` (the load generator).
 
@@ -43,6 +45,7 @@ mod routes;
 mod server;
 mod sse;
 mod state;
+mod syncer;
 mod tls;
 
 pub use cli::{CheckpointArgs, ClientArgs, ServeArgs, StatusArgs};
@@ -53,6 +56,6 @@ pub use config::{
 pub use error::ApiError;
 pub use load::{load, load_with, LoadOptions, LoadReport};
 pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
-pub use routes::ROUTES;
+pub use routes::{AppService, ROUTES};
 pub use server::{run_blocking, serve, App};
 pub use state::AppState;

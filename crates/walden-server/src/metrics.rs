@@ -3,15 +3,12 @@
 //! (walden-log `StatsSnapshot`) read at scrape time.
 
 use crate::state::AppState;
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// Upper bounds of the request latency buckets, in seconds.
 const REQUEST_BUCKETS_SECONDS: [f64; 16] = [
@@ -35,14 +32,15 @@ struct RequestHistogram {
     sum_seconds: f64,
 }
 
-/// Request metrics, keyed by (route template, method, status).
+/// Request metrics, keyed by (route template, method, status): all three from closed sets,
+/// so garbage requests cannot grow the map, and recording allocates nothing.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str, u16), RequestHistogram>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), RequestHistogram>>,
 }
 
 /// Methods are a closed set in labels, so garbage methods cannot grow the map.
-fn method_label(m: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(m: &axum::http::Method) -> &'static str {
     match m.as_str() {
         "GET" => "GET",
         "PUT" => "PUT",
@@ -54,9 +52,23 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 }
 
 impl Metrics {
-    fn record(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
+    /// Request counts per (route, method, status), for tests.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> BTreeMap<(&'static str, &'static str, u16), u64> {
+        let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, h)| (*k, h.count)).collect()
+    }
+
+    /// Counts one request to `route` (a template of [`crate::ROUTES`]).
+    pub(crate) fn record(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        seconds: f64,
+    ) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry((route.to_string(), method, status)).or_default();
+        let h = map.entry((route, method, status)).or_default();
         h.count += 1;
         h.sum_seconds += seconds;
         for (i, bound) in REQUEST_BUCKETS_SECONDS.iter().enumerate() {
@@ -67,31 +79,6 @@ impl Metrics {
             }
         }
     }
-}
-
-/// Middleware (a route layer, so the matched route template is known): times each request.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = method_label(req.method());
-    let started = Instant::now();
-    let response = next.run(req).await;
-    // For the change stream this is the time to the start of the stream.
-    let seconds = started.elapsed().as_secs_f64();
-    tracing::debug!(
-        method,
-        route = %route,
-        status = response.status().as_u16(),
-        micros = (seconds * 1e6) as u64,
-        "request"
-    );
-    state
-        .0
-        .metrics
-        .record(&route, method, response.status().as_u16(), seconds);
-    response
 }
 
 fn escape_label(s: &str) -> String {

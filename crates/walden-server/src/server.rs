@@ -9,6 +9,7 @@
 use crate::config::ServeConfig;
 use crate::state::AppState;
 use anyhow::Context as _;
+use axum::ServiceExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
@@ -38,13 +39,21 @@ impl App {
             config.token.clone(),
             stopped,
             config.data_dir.clone(),
-        );
+        )
+        .context("starting the sync thread")?;
         Ok(App { state, stop })
     }
 
-    /// The router (all routes and layers), ready for `axum::serve` or `tower::ServiceExt`.
+    /// The application (routes behind the guard: panic guard, auth, metrics), ready for
+    /// `axum::serve` (with `axum::ServiceExt::into_make_service`) or `tower::ServiceExt`.
+    pub fn service(&self) -> crate::routes::AppService {
+        crate::routes::service(self.state.clone())
+    }
+
+    /// The same application as an `axum::Router` (behind one more routing step), to nest
+    /// or to call in-process.
     pub fn router(&self) -> axum::Router {
-        crate::routes::router(self.state.clone())
+        axum::Router::new().fallback_service(self.service())
     }
 
     /// The shared state.
@@ -61,6 +70,8 @@ impl App {
     pub fn close(self) -> anyhow::Result<()> {
         self.stop_streams();
         let shared = self.state.0;
+        // The sync thread holds the store: end it first (it finishes a sync asked for).
+        shared.syncer.stop();
         let store = match Arc::try_unwrap(shared) {
             Ok(shared) => Arc::try_unwrap(shared.store),
             Err(shared) => Err(shared.store.clone()),
@@ -171,7 +182,7 @@ pub async fn serve(
     let app = tokio::task::spawn_blocking(move || App::open(&open_config))
         .await
         .context("recovery task")??;
-    let router = app.router();
+    let service = app.service();
     let scheme = if tls.is_some() { "https" } else { "http" };
     {
         let mut out = std::io::stdout().lock();
@@ -191,7 +202,7 @@ pub async fn serve(
         match tls {
             Some(tls) => {
                 let listener = crate::tls::TlsListener::new(listener, tls)?;
-                axum::serve(listener, router)
+                axum::serve(listener, service.into_make_service())
                     .with_graceful_shutdown(signal)
                     .await
             }
@@ -200,7 +211,7 @@ pub async fn serve(
                 let listener = listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(listener, router)
+                axum::serve(listener, service.into_make_service())
                     .with_graceful_shutdown(signal)
                     .await
             }

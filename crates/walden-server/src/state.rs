@@ -4,6 +4,7 @@
 use crate::config::ServerLimits;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::syncer::Syncer;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub token: Option<String>,
     pub shutdown: watch::Receiver<bool>,
     pub data_dir: PathBuf,
+    /// Makes deferred commits durable (see `syncer`).
+    pub syncer: Syncer,
 }
 
 impl AppState {
@@ -42,8 +45,10 @@ impl AppState {
         token: Option<String>,
         shutdown: watch::Receiver<bool>,
         data_dir: PathBuf,
-    ) -> Self {
-        AppState(Arc::new(Shared {
+    ) -> std::io::Result<Self> {
+        let syncer = Syncer::start(store.clone())?;
+        Ok(AppState(Arc::new(Shared {
+            syncer,
             store,
             limits,
             metrics: Metrics::default(),
@@ -52,7 +57,7 @@ impl AppState {
             token,
             shutdown,
             data_dir,
-        }))
+        })))
     }
 
     /// The store.
@@ -60,8 +65,8 @@ impl AppState {
         &self.0.store
     }
 
-    /// Runs a blocking store call on tokio's blocking pool, so that concurrent requests
-    /// wait for their group commit in parallel instead of stalling the async workers.
+    /// Runs a blocking store call on tokio's blocking pool, so that it does not stall the
+    /// async workers (checkpoints, scans, status, and writes too large to commit inline).
     pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,

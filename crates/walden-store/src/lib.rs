@@ -31,6 +31,7 @@
 
 mod checkpoint;
 mod codec;
+mod deferred;
 mod error;
 mod feed;
 mod limits;
@@ -40,6 +41,7 @@ mod store;
 mod txn;
 
 pub use codec::{Bytes, Write};
+pub use deferred::PendingCommit;
 pub use error::{Error, Result};
 pub use feed::{ChangeFeed, CommittedTxn};
 pub use limits::Limits;

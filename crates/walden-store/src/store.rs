@@ -118,6 +118,9 @@ pub struct CommitInfo {
     pub versions: Vec<(Bytes, Bytes, u64)>,
 }
 
+/// (namespace, key, new version) of each key a commit wrote, as in [`CommitInfo`].
+pub(crate) type KeyVersions = Vec<(Bytes, Bytes, u64)>;
+
 /// A checkpoint that was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointInfo {
@@ -201,13 +204,16 @@ pub(crate) struct StoreInner {
     newest: Mutex<Option<State>>,
     publish: Mutex<PublishState>,
     /// `PublishState::published_lsn`, readable without the publish mutex.
-    published_lsn: AtomicU64,
+    pub(crate) published_lsn: AtomicU64,
     /// Committers wait here for the turn whose snapshot holds their commit: turn `t` on
     /// `publish_cvs[t % 2]`. A commit not in the running turn's snapshot is in the next
     /// turn's (which snapshots after this one ends), so one wakeup per commit: a single
     /// condition variable woke every waiter at the end of every turn, half of them only to
     /// sleep again (perf: a fifth of a commit's CPU time went to going to sleep).
     publish_cvs: [Condvar; 2],
+    /// Notified whenever a publisher's turn ends (published or failed): what async waiters
+    /// of deferred commits listen to.
+    pub(crate) published_event: event_listener::Event,
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
     checkpointing: Mutex<VecDeque<CheckpointMeta>>,
@@ -314,6 +320,7 @@ impl Store {
             }),
             published_lsn: AtomicU64::new(recovered.state.lsn),
             publish_cvs: [Condvar::new(), Condvar::new()],
+            published_event: event_listener::Event::new(),
             visible: RwLock::new(recovered.state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
             checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
@@ -340,6 +347,10 @@ impl Store {
 
     pub(crate) fn limits(&self) -> Limits {
         self.inner.options.limits
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        self.inner.options.durability
     }
 
     pub(crate) fn spill_bytes(&self) -> usize {
@@ -468,6 +479,15 @@ impl Store {
     }
 
     pub(crate) fn commit(&self, req: CommitRequest) -> Result<CommitInfo> {
+        let (commit_lsn, versions) = self.log_and_apply(req)?;
+        self.finish_commit(commit_lsn, versions)
+    }
+
+    /// The first half of a commit, under the commit mutex: checks, appends the batch
+    /// buffered, applies it to the latest state and queues that state for publication.
+    /// Returns the commit LSN and the new versions (not yet deduplicated). Nothing waits for
+    /// durability here; [`Store::finish_commit`] or a deferred commit's `durable` does.
+    pub(crate) fn log_and_apply(&self, req: CommitRequest) -> Result<(u64, KeyVersions)> {
         self.check_open()?;
         let history = self.inner.options.limits.history_versions;
         // Encoded before the commit mutex: it is the store's one point of serialisation.
@@ -525,6 +545,13 @@ impl Store {
                     .retain(|_, (_, commit)| commit.is_none_or(|l| l > published));
             }
         }
+        Ok((commit_lsn, versions))
+    }
+
+    /// The second half of a blocking commit: returns once the commit is durable (at the
+    /// store's durability) and visible, running the publisher's turn that makes it so or
+    /// waiting for it.
+    fn finish_commit(&self, commit_lsn: u64, versions: KeyVersions) -> Result<CommitInfo> {
         self.inner.publish_through(commit_lsn)?;
         Ok(CommitInfo {
             lsn: Lsn(commit_lsn),
@@ -586,7 +613,7 @@ impl StoreInner {
     /// Returns once a state holding commit `lsn` is visible (durable first, under `Sync`):
     /// waits for the turn that publishes it, or runs that turn. On `Err` (the log failed,
     /// and is poisoned), nothing past what was visible before becomes visible.
-    fn publish_through(&self, lsn: u64) -> Result<()> {
+    pub(crate) fn publish_through(&self, lsn: u64) -> Result<()> {
         let mut p = lock(&self.publish);
         loop {
             if p.published_lsn >= lsn {
@@ -634,7 +661,7 @@ impl StoreInner {
     }
 
     /// The newest state the commits left.
-    fn newest_state(&self) -> State {
+    pub(crate) fn newest_state(&self) -> State {
         let newest = lock(&self.newest).clone();
         // `None`: a commit's apply unwound; `latest` is what the commit mutex protects.
         newest.unwrap_or_else(|| lock(&self.commit).latest.clone())
@@ -800,6 +827,7 @@ impl Drop for PublisherTurn<'_> {
         drop(p);
         self.inner.turn_cv(self.turn + 1).notify_one();
         self.inner.turn_cv(self.turn).notify_all();
+        self.inner.published_event.notify(usize::MAX);
     }
 }
 

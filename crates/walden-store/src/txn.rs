@@ -2,6 +2,7 @@
 //! commit with first-committer-wins conflict detection (snapshot isolation).
 
 use crate::codec::{Bytes, Write};
+use crate::deferred::PendingCommit;
 use crate::error::{Error, Result};
 use crate::state::{MapKey, State, Version};
 use crate::store::{CommitInfo, Store};
@@ -333,9 +334,31 @@ impl<'s> Transaction<'s> {
     /// remaining writes and the commit as one atomic batch, applies them, and returns once
     /// the commit is durable (at the store's durability) and visible.
     pub fn commit(mut self) -> Result<CommitInfo> {
+        let request = self.commit_request();
+        self.store.commit(request)
+    }
+
+    /// Commits without waiting: checks, logs and applies exactly like [`Transaction::commit`],
+    /// then returns at once, before the commit is durable or visible: no sync, no sleeping
+    /// (a log write happens only when its buffer is full). Await [`PendingCommit::durable`]
+    /// for the acknowledgement.
+    ///
+    /// Durability: the commit's place in the log is fixed, but it is durable only once
+    /// someone syncs the log ([`Store::sync`], or another commit's wait). Concurrency: what
+    /// `commit` takes; no thread blocks for I/O.
+    pub fn commit_deferred(mut self) -> Result<PendingCommit<'s>> {
+        let store = self.store;
+        let request = self.commit_request();
+        let (lsn, versions) = store.log_and_apply(request)?;
+        Ok(PendingCommit::new(store, lsn, versions))
+    }
+
+    /// Ends the transaction (it no longer aborts on drop) and hands its writes over for
+    /// commit.
+    fn commit_request(&mut self) -> crate::store::CommitRequest {
         self.finished = true;
         let final_writes = self.final_writes();
-        let request = crate::store::CommitRequest {
+        crate::store::CommitRequest {
             txn_id: self.txn_id,
             writes: std::mem::take(&mut self.writes),
             final_writes,
@@ -343,8 +366,7 @@ impl<'s> Transaction<'s> {
             snapshot_lsn: self.snapshot.lsn,
             preconditions: std::mem::take(&mut self.preconditions),
             first_spill_lsn: self.first_spill_lsn,
-        };
-        self.store.commit(request)
+        }
     }
 
     /// Aborts: nothing this transaction wrote becomes visible.

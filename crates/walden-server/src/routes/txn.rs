@@ -9,7 +9,7 @@
 //! Every byte string is given as text (`ns`, `key`, `value`) or base64 (`ns_b64`...),
 //! exactly one of the two.
 
-use super::kv::commit_retrying;
+use super::kv::commit;
 use super::{check_key, check_ns, json_ok, read_body};
 use crate::encoding::{b64_decode, put_bytes, Query};
 use crate::error::{ApiError, ApiResult};
@@ -194,22 +194,19 @@ pub async fn txn(
         };
         pres.push((ns, key, pre));
     }
-    let info = state
-        .blocking(move |store| {
-            commit_retrying(store, |tx| {
-                for (ns, key, pre) in &pres {
-                    tx.require(ns, key, *pre)?;
-                }
-                for op in &ops {
-                    match op {
-                        Op::Put(ns, key, value) => tx.put(ns, key, value)?,
-                        Op::Delete(ns, key) => tx.delete(ns, key)?,
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await?;
+    let info = commit(&state, txn_bytes, move |tx| {
+        for (ns, key, pre) in &pres {
+            tx.require(ns, key, *pre)?;
+        }
+        for op in &ops {
+            match op {
+                Op::Put(ns, key, value) => tx.put(ns, key, value)?,
+                Op::Delete(ns, key) => tx.delete(ns, key)?,
+            }
+        }
+        Ok(())
+    })
+    .await?;
     let versions: Vec<Value> = info
         .versions
         .iter()
