@@ -516,6 +516,9 @@ impl Walker<'_> {
         }
         let stop_at = self.next_first_lsn(pos.file);
         let mut cursor = FrameCursor::at(f.file.clone(), h.frame_seed(), f.len, pos.offset);
+        if let Some(next) = self.live.get(pos.file + 1) {
+            cursor.then_read_ahead(next.file.clone());
+        }
         loop {
             if stop_at == Some(pos.expected) {
                 return SegmentEnd::Clean {

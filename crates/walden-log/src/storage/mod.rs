@@ -17,8 +17,8 @@
 //! - Reads see every write made before them, synced or not.
 //! - `write_zeroes`, `allocate` and `set_len` are changes like writes: durable (content,
 //!   length, reservation) after `sync_data` on that file, and until then in any state a
-//!   crash leaves a write or a length change in. `advise_sequential` is a hint: it changes
-//!   nothing.
+//!   crash leaves a write or a length change in. `advise_sequential` and `prefetch` are
+//!   hints: they change nothing.
 //!
 //! All paths are absolute or relative to the process working directory; the engine only
 //! ever passes paths inside the log directory.
@@ -68,6 +68,18 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     ///
     /// The default does nothing (a storage without read-ahead is still correct).
     fn advise_sequential(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Says that `[offset, offset + len_bytes)` will be read soon, so the storage may start
+    /// reading it now (`posix_fadvise(POSIX_FADV_WILLNEED)`: Linux queues the reads and
+    /// returns). A hint with the same guarantees as [`StorageFile::advise_sequential`]: it
+    /// changes nothing a later call returns, and an error means only that no read-ahead
+    /// happens.
+    ///
+    /// The default does nothing.
+    fn prefetch(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let _ = (offset, len_bytes);
         Ok(())
     }
 

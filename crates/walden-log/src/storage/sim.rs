@@ -34,8 +34,8 @@
 //! - **Old content under new writes**: a lost sector keeps whatever the durable image held
 //!   there, so rewriting a file in place can leave old records behind after a crash.
 //! - **Lock contention**: [`Storage::lock_dir`] fails with `WouldBlock` while held.
-//! - **Hints**: [`StorageFile::advise_sequential`] is counted
-//!   ([`SimStorage::sequential_advice_count`]) and changes nothing.
+//! - **Hints**: [`StorageFile::advise_sequential`] and [`StorageFile::prefetch`] are counted
+//!   ([`SimStorage::hint_counts`]) and change nothing.
 //! - **Missing `fallocate` modes** ([`SimStorage::set_fallocate_support`]):
 //!   [`StorageFile::write_zeroes`] and [`StorageFile::allocate`] fail with `Unsupported`,
 //!   changing nothing. By default `allocate` works and `write_zeroes` does not, like ext4 on
@@ -271,8 +271,9 @@ struct State {
     /// Whether `allocate` and `write_zeroes` work (else `Unsupported`).
     allocate_supported: bool,
     write_zeroes_supported: bool,
-    /// `advise_sequential` calls.
+    /// `advise_sequential` and `prefetch` calls.
     sequential_advice: u64,
+    prefetches: u64,
 }
 
 impl State {
@@ -710,6 +711,7 @@ impl SimStorage {
             allocate_supported: true,
             write_zeroes_supported: false,
             sequential_advice: 0,
+            prefetches: 0,
         };
         SimStorage {
             shared: Arc::new(Mutex::new(state)),
@@ -738,8 +740,9 @@ impl SimStorage {
 
     /// Sets a crash point: counting from now, the `n`-th call on this storage or on any of
     /// its handles (every [`Storage`] and [`StorageFile`] method counts, whatever its
-    /// outcome, except [`StorageFile::advise_sequential`], a hint that changes nothing, so
-    /// a crash there is the crash at the next call; the helpers on `SimStorage` do not count
+    /// outcome, except the hints [`StorageFile::advise_sequential`] and
+    /// [`StorageFile::prefetch`], which change nothing, so a crash there is the crash at the
+    /// next call; the helpers on `SimStorage` do not count
     /// either) and every call after it fail with
     /// `io::Error::other("simulated crash point")` without taking effect, as if the process
     /// had died there. `Some(0)` acts like `Some(1)` (the next call fails); `None` removes
@@ -805,10 +808,11 @@ impl SimStorage {
         state.write_zeroes_supported = write_zeroes;
     }
 
-    /// How many [`StorageFile::advise_sequential`] calls were made on handles of this
+    /// `(advise_sequential, prefetch)`: how many of each hint were given on handles of this
     /// storage since it was created.
-    pub fn sequential_advice_count(&self) -> u64 {
-        self.state().sequential_advice
+    pub fn hint_counts(&self) -> (u64, u64) {
+        let state = self.state();
+        (state.sequential_advice, state.prefetches)
     }
 
     /// The current content of the file at `path` (unsynced writes included), or `None` if
@@ -1192,6 +1196,22 @@ impl SimFile {
         Ok(())
     }
 
+    /// Locks the state for a hint: not counted as a call (see `crash_after_ops`), but a dead
+    /// process or a stale handle cannot hint either.
+    fn hint(&self) -> io::Result<MutexGuard<'_, State>> {
+        let state = lock_state(&self.shared);
+        if state.crash_at.is_some_and(|at| state.op_count >= at) {
+            return Err(io::Error::other("simulated crash point"));
+        }
+        if state.epoch != self.epoch {
+            return Err(io::Error::other(format!(
+                "{}: stale handle after simulated crash",
+                self.path.display()
+            )));
+        }
+        Ok(state)
+    }
+
     fn check_writable(&self) -> io::Result<()> {
         if self.writable {
             Ok(())
@@ -1273,22 +1293,16 @@ impl StorageFile for SimFile {
     }
 
     fn advise_sequential(&self) -> io::Result<()> {
-        // Not counted as a call (see `crash_after_ops`), but a dead process or a stale
-        // handle cannot hint either.
-        let mut state = lock_state(&self.shared);
-        if state.crash_at.is_some_and(|at| state.op_count >= at) {
-            return Err(io::Error::other("simulated crash point"));
-        }
-        if state.epoch != self.epoch {
-            return Err(io::Error::other(format!(
-                "{}: stale handle after simulated crash",
-                self.path.display()
-            )));
-        }
+        let mut state = self.hint()?;
         state.sequential_advice = state.sequential_advice.saturating_add(1);
         Ok(())
     }
 
+    fn prefetch(&self, _offset: u64, _len_bytes: u64) -> io::Result<()> {
+        let mut state = self.hint()?;
+        state.prefetches = state.prefetches.saturating_add(1);
+        Ok(())
+    }
     fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
         let mut state = self.enter()?;
         self.check_writable()?;
@@ -1559,14 +1573,15 @@ mod tests {
     }
 
     #[test]
-    fn sequential_advice_is_counted_and_changes_nothing() {
+    fn hints_are_counted_and_change_nothing() {
         let sim = fresh(16);
         let file = durable_file(&sim, "a", b"abc");
         file.write_all_at(b"d", 3).unwrap();
         let ops = sim.op_count();
         file.advise_sequential().unwrap();
         file.advise_sequential().unwrap();
-        assert_eq!(sim.sequential_advice_count(), 2);
+        file.prefetch(0, 1 << 20).unwrap();
+        assert_eq!(sim.hint_counts(), (2, 1));
         assert_eq!(sim.op_count(), ops, "a hint is not a crash point");
         assert_eq!(sim.read_file(&path("a")).unwrap(), b"abcd");
         sim.crash(CrashDamage::DropAll);
@@ -1576,11 +1591,13 @@ mod tests {
             "the hint synced nothing"
         );
         assert!(file.advise_sequential().is_err(), "stale handle");
+        assert!(file.prefetch(0, 4).is_err(), "stale handle");
         let file = sim.open(&path("a"), OpenMode::Read).unwrap();
         sim.crash_after_ops(Some(1));
         assert!(file.len().is_err());
         assert!(file.advise_sequential().is_err(), "past the crash point");
-        assert_eq!(sim.sequential_advice_count(), 2);
+        assert!(file.prefetch(0, 4).is_err(), "past the crash point");
+        assert_eq!(sim.hint_counts(), (2, 1));
     }
 
     #[test]

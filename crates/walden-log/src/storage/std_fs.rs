@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 /// [`Storage`] on the operating system's file system. `sync_data` is `fdatasync(2)`,
 /// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`,
-/// `advise_sequential` is `posix_fadvise(POSIX_FADV_SEQUENTIAL)`, `allocate` and
+/// `advise_sequential` and `prefetch` are `posix_fadvise` (`POSIX_FADV_SEQUENTIAL`,
+/// `POSIX_FADV_WILLNEED`), `allocate` and
 /// `write_zeroes` are `fallocate(2)` (mode 0 and `FALLOC_FL_WRITE_ZEROES`; on other systems
-/// than Linux, the advice does nothing and both report `Unsupported`).
+/// than Linux, the hints do nothing and both report `Unsupported`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
 
@@ -55,6 +56,10 @@ impl StorageFile for StdFile {
         advise_sequential(&self.0)
     }
 
+    fn prefetch(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        prefetch(&self.0, offset, len_bytes)
+    }
+
     fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
         fallocate(&self.0, Fallocate::WriteZeroes, offset, len_bytes)
     }
@@ -80,6 +85,21 @@ fn advise_sequential(file: &File) -> io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_sequential(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn prefetch(file: &File, offset: u64, len_bytes: u64) -> io::Result<()> {
+    // A zero length means "to the end of the file" to posix_fadvise: never what is meant.
+    let Some(len) = std::num::NonZeroU64::new(len_bytes) else {
+        return Ok(());
+    };
+    rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::WillNeed)
+        .map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn prefetch(_file: &File, _offset: u64, _len_bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
@@ -202,6 +222,9 @@ mod tests {
         let bytes: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
         file.write_all_at(&bytes, 0).unwrap();
         file.advise_sequential().unwrap();
+        file.prefetch(1 << 20, 2 << 20).unwrap();
+        file.prefetch(0, 0).unwrap();
+        file.prefetch(10 << 20, 1 << 20).unwrap();
         let mut back = vec![0u8; bytes.len()];
         super::super::read_exact_at(&*file, &mut back, 0).unwrap();
         assert_eq!(back, bytes);
