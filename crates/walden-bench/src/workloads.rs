@@ -399,7 +399,7 @@ pub(crate) fn w2(plan: &Plan, root: &Path, rows: &mut Vec<Row>) -> anyhow::Resul
                 );
                 if s == System::WaldenNoRegroup {
                     cell.note = Some(
-                        "walden-log with Options::regroup(false): a new group-commit leader syncs at once instead of first waiting (at most half a recent fdatasync) for the writers the last group released"
+                        "walden-log with Options::regroup(false): a new group-commit leader syncs at once instead of first waiting (at most one recent fdatasync) for the writers the last group released"
                             .into(),
                     );
                 }

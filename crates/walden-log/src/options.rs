@@ -99,7 +99,7 @@ pub struct Options {
     /// Buffered appends are written to the OS once this many bytes are pending (default 1 MiB).
     pub buffer_bytes: usize,
     /// Group commit regrouping (default true): a new group-commit leader first waits, at
-    /// most half a recent fdatasync, for the writers the previous group just released, so
+    /// most one recent fdatasync, for the writers the previous group just released, so
     /// concurrent durable writers share one sync instead of alternating between two half
     /// groups. A lone writer never waits. Turn it off to sync at once, always (lowest latency
     /// for writers that do not come straight back). See docs/DURABILITY.md.

@@ -10,18 +10,20 @@
 //! active), then sync them together. This is not a fixed waiting window:
 //! - it waits only for writers that were just seen, and ends the moment they are all back;
 //! - a lone writer never waits (its goal is one record: its own);
-//! - the wait is bounded by half the recent fdatasync time, and never more than
+//! - the wait is bounded by the recent fdatasync time, and never more than
 //!   [`GATHER_WAIT_MAX`]: N writers in two alternating groups get N records per two syncs;
-//!   gathered, they get N per one sync plus the wait, so a wait under one sync pays, and half
-//!   a sync bounds what a gather that does not pay can cost;
-//! - when a gather times out well short of its goal (writers that do not come straight back,
-//!   an open-loop load), gathering is switched off for the next [`SKIP_AFTER_TIMEOUT`] groups,
-//!   so such a load pays the wait on at most one commit in that many.
+//!   gathered, they get N per one sync plus the wait, so a wait under one sync pays (at 64
+//!   writers on 2 cores the released writers need most of a sync to come back: capped at half
+//!   a sync, gathers merged 23 records per fsync; at one sync, 43; docs/BENCHMARKS.md);
+//! - when a gather times out with fewer than a quarter of the writers it waited for back
+//!   (writers that do not come straight back, an open-loop load), gathering is switched off
+//!   for the next [`SKIP_AFTER_TIMEOUT`] groups, so such a load pays the wait on at most one
+//!   commit in that many.
 
 use std::time::Duration;
 
 /// The longest a leader waits for released writers, whatever the fsync time.
-pub(crate) const GATHER_WAIT_MAX: Duration = Duration::from_millis(1);
+pub(crate) const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
 
 /// Groups synced without gathering after a gather that timed out short of its goal.
 pub(crate) const SKIP_AFTER_TIMEOUT: u32 = 8;
@@ -57,12 +59,12 @@ impl Regroup {
         }
         Some(Gather {
             records: self.goal,
-            wait: (self.sync_time / 2).min(GATHER_WAIT_MAX),
+            wait: self.sync_time.min(GATHER_WAIT_MAX),
         })
     }
 
     /// A gather ended with `gathered` records pending, `reached` if it met its goal before
-    /// its deadline. Short by more than half of what it waited for: the writers are not
+    /// its deadline. Fewer than a quarter of what it waited for came: the writers are not
     /// coming straight back, so stop gathering for a while.
     pub fn gathered(&mut self, plan: Gather, started_with: u64, gathered: u64, reached: bool) {
         if reached {
@@ -70,7 +72,7 @@ impl Regroup {
         }
         let wanted = plan.records.saturating_sub(started_with);
         let came = gathered.saturating_sub(started_with);
-        if came * 2 < wanted {
+        if came * 4 < wanted {
             self.skip = SKIP_AFTER_TIMEOUT;
         }
     }
@@ -114,7 +116,7 @@ mod tests {
             r.plan(32),
             Some(Gather {
                 records: 64,
-                wait: SYNC / 2
+                wait: SYNC
             })
         );
         // Once merged, the whole group is the goal for the next leader, who starts alone.
@@ -127,8 +129,8 @@ mod tests {
         let mut r = Regroup::default();
         r.group_done(8, 0, Duration::from_micros(100));
         r.group_done(8, 0, Duration::from_micros(500));
-        // Smoothed sync time (3 x 100 + 500) / 4 = 200 us; the wait is half of it.
-        assert_eq!(r.plan(1).unwrap().wait, Duration::from_micros(100));
+        // Smoothed sync time (3 x 100 + 500) / 4 = 200 us.
+        assert_eq!(r.plan(1).unwrap().wait, Duration::from_micros(200));
         r.group_done(8, 0, Duration::from_secs(1));
         assert_eq!(r.plan(1).unwrap().wait, GATHER_WAIT_MAX);
     }
@@ -138,7 +140,8 @@ mod tests {
         let mut r = Regroup::default();
         r.group_done(16, 0, SYNC);
         let plan = r.plan(1).unwrap();
-        r.gathered(plan, 1, 4, false);
+        // 2 of the 15 awaited came back: fewer than a quarter.
+        r.gathered(plan, 1, 3, false);
         for _ in 0..SKIP_AFTER_TIMEOUT {
             assert_eq!(r.plan(1), None);
         }
@@ -151,7 +154,8 @@ mod tests {
         let mut r = Regroup::default();
         r.group_done(16, 0, SYNC);
         let plan = r.plan(1).unwrap();
-        r.gathered(plan, 1, 12, false);
+        // 5 of the 15 awaited came back: a third, enough to keep gathering.
+        r.gathered(plan, 1, 6, false);
         assert!(r.plan(1).is_some());
     }
 }
