@@ -40,7 +40,6 @@ impl Inner {
             if durable && self.durable.load(Ordering::Acquire) >= target {
                 return Ok(());
             }
-            let pending = lock(&self.append).pending_records;
             let mut st = lock(&self.commit);
             // Checked under the commit lock, which a failed leader holds until it has
             // poisoned the log: a caller must never lead after a failed group, whose chunks
@@ -63,12 +62,16 @@ impl Inner {
                 continue;
             }
             st.leader = true;
+            drop(st);
+            // Only a leader reads the pending count (followers never take the append lock
+            // here); it is read between the two commit locks because truncation takes the
+            // append lock before the commit lock.
             let plan = if durable && self.options.regroup {
-                st.regroup.plan(pending)
+                let pending = lock(&self.append).pending_records;
+                lock(&self.commit).regroup.plan(pending)
             } else {
                 None
             };
-            drop(st);
             if let Some(plan) = plan {
                 let (started_with, gathered, reached) = self.gather(plan);
                 lock(&self.commit)
