@@ -6,7 +6,9 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use std::fs::File;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A latency histogram in nanoseconds, 1 ns to 100 s, 3 significant digits.
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -194,6 +196,58 @@ pub(crate) fn now_utc() -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+/// One timed run: a thread per element of `states`, each calling `op` on its state (with its
+/// call count) until `duration` has passed, every call's latency recorded. Returns the calls
+/// made, the time measured and the merged latency histogram.
+pub(crate) fn timed_threads<S: Send>(
+    states: Vec<S>,
+    duration: Duration,
+    op: &(dyn Fn(&mut S, u64) -> anyhow::Result<()> + Sync),
+) -> anyhow::Result<(u64, Duration, Histogram<u64>)> {
+    let stop = AtomicBool::new(false);
+    let barrier = Barrier::new(states.len() + 1);
+    let (results, elapsed) = std::thread::scope(|s| {
+        let handles: Vec<_> = states
+            .into_iter()
+            .map(|mut state| {
+                let (stop, barrier) = (&stop, &barrier);
+                s.spawn(move || -> anyhow::Result<(u64, Histogram<u64>)> {
+                    let mut h = histogram();
+                    let mut n = 0u64;
+                    barrier.wait();
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        op(&mut state, n)?;
+                        record(&mut h, t.elapsed());
+                        n += 1;
+                    }
+                    Ok((n, h))
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("writer thread panicked")))
+            })
+            .collect();
+        (results, start.elapsed())
+    });
+    let mut latency = histogram();
+    let mut ops = 0;
+    for r in results {
+        let (n, h) = r?;
+        ops += n;
+        latency.add(&h).context("merge histograms")?;
+    }
+    Ok((ops, elapsed, latency))
 }
 
 #[cfg(test)]

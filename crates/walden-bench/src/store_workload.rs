@@ -16,14 +16,12 @@
 
 use crate::args::Plan;
 use crate::engines::wait_for_spare;
-use crate::measure::{histogram, quantile_us, record, record_bytes};
+use crate::measure::{quantile_us, record_bytes, timed_threads};
 use crate::report::{Durability, Metrics, Row};
 use crate::workloads::{progress, writers_case, Cell};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 use walden_store::{Store, StoreOptions};
 
@@ -103,47 +101,9 @@ fn timed(
     duration: Duration,
     op: &(dyn Fn(usize, u64) -> anyhow::Result<()> + Sync),
 ) -> anyhow::Result<(u64, Duration, Histogram<u64>)> {
-    let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(writers + 1);
-    let (results, elapsed) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..writers)
-            .map(|w| {
-                let (stop, barrier) = (&stop, &barrier);
-                s.spawn(move || -> anyhow::Result<(u64, Histogram<u64>)> {
-                    let mut h = histogram();
-                    let mut n = 0u64;
-                    barrier.wait();
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        op(w, n)?;
-                        record(&mut h, t.elapsed());
-                        n += 1;
-                    }
-                    Ok((n, h))
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        let results: Vec<_> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("writer thread panicked")))
-            })
-            .collect();
-        (results, start.elapsed())
-    });
-    let mut latency = histogram();
-    let mut ops = 0;
-    for r in results {
-        let (n, h) = r?;
-        ops += n;
-        latency.add(&h).context("merge histograms")?;
-    }
-    Ok((ops, elapsed, latency))
+    timed_threads((0..writers).collect(), duration, &|w: &mut usize, n| {
+        op(*w, n)
+    })
 }
 
 fn metrics(ops: u64, elapsed: Duration, h: &Histogram<u64>, bytes: u64, fsyncs: u64) -> Metrics {

@@ -2,15 +2,14 @@
 
 use crate::args::Plan;
 use crate::engines::{sync_dir, wait_for_spare, Engine, Mode, System};
-use crate::measure::{histogram, median, quantile_us, record, record_bytes};
+use crate::measure::{histogram, median, quantile_us, record, record_bytes, timed_threads};
 use crate::report::{Durability, Metrics, Row, Status};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Barrier;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Collects the repetitions of one (workload, case, system) and turns them into a row.
@@ -169,48 +168,11 @@ fn run_durable(
         ws.push(w);
     }
     let syncs_before = engine.syncs();
-    let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(writers + 1);
-    let (results, elapsed) = std::thread::scope(|s| {
-        let handles: Vec<_> = ws
-            .into_iter()
-            .zip(&records)
-            .map(|(mut w, rec)| {
-                let (stop, barrier) = (&stop, &barrier);
-                s.spawn(move || -> anyhow::Result<(u64, Histogram<u64>)> {
-                    let mut h = histogram();
-                    let mut n = 0u64;
-                    barrier.wait();
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        w.append(rec)?;
-                        record(&mut h, t.elapsed());
-                        n += 1;
-                    }
-                    Ok((n, h))
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        let results: Vec<_> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("writer thread panicked")))
-            })
-            .collect();
-        (results, start.elapsed())
-    });
-    let mut latency = histogram();
-    let mut ops = 0;
-    for r in results {
-        let (n, h) = r?;
-        ops += n;
-        latency.add(&h).context("merge histograms")?;
-    }
+    let states: Vec<_> = ws.into_iter().zip(&records).collect();
+    let (ops, elapsed, latency) =
+        timed_threads(states, duration, &|(w, rec): &mut (_, &Vec<u8>), _| {
+            w.append(rec)
+        })?;
     let syncs = match (syncs_before, engine.syncs()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
