@@ -6,6 +6,9 @@
 //! [`crate::regroup`]). The leader holds neither the append lock nor the commit lock while
 //! it does I/O.
 //!
+//! Followers park in [`crate::waiters`]; a finished group wakes only the ones it
+//! satisfied, and one more to lead the next group.
+//!
 //! Files are synced in the order they were first written, so a segment is always durable
 //! before the segment after it: a durable frame in a later segment proves every earlier one.
 //! A failed write or sync poisons the log (no retry: see docs/DURABILITY.md).
@@ -15,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::format::FRAME_HEADER_BYTES;
 use crate::regroup::Gather;
 use crate::wal::{lock, Inner};
-use event_listener::Listener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,11 +56,11 @@ impl Inner {
                 return Ok(());
             }
             if st.leader {
-                // Registered under the lock the leader takes before it notifies: no lost
-                // wake-up.
-                let listener = self.commit_event.listen();
+                // Registered under the lock the leader takes before it wakes anyone: no lost
+                // wake-up. Woken once: when `target` is reached, or to lead.
+                let parked = st.waiters.register(target, durable);
                 drop(st);
-                listener.wait();
+                parked.park();
                 continue;
             }
             st.leader = true;
@@ -93,16 +95,25 @@ impl Inner {
                         st.regroup
                             .group_done(group.records, pending_after, group.sync_time);
                         self.durable.fetch_max(group.written, Ordering::AcqRel);
-                        self.durable_event.notify(usize::MAX);
                     } else {
                         st.unsynced = unsynced;
                         st.unsynced_records = records;
                     }
-                    self.commit_event.notify(usize::MAX);
+                    let durable_now = self.durable.load(Ordering::Acquire);
+                    let written = st.written_lsn;
+                    let wake = st.waiters.satisfied(durable_now, written);
+                    drop(st);
+                    wake.now();
+                    if durable {
+                        self.durable_event.notify(usize::MAX);
+                    }
                 }
                 Err(e) => {
                     // Poisoned before the commit lock is released: see above.
                     self.poison_with(&e);
+                    let wake = st.waiters.all();
+                    drop(st);
+                    wake.now();
                     return Err(e);
                 }
             }

@@ -41,6 +41,7 @@ mod regroup;
 mod stats;
 pub mod storage;
 mod truncate;
+mod waiters;
 mod wal;
 mod watch;
 

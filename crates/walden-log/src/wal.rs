@@ -8,6 +8,7 @@ use crate::recovery::{scan_log, Damage, LogScan, RecoveryProgress};
 use crate::regroup::Regroup;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::storage::{DirLock, OpenMode, StdStorage, Storage, StorageFile};
+use crate::waiters::Waiters;
 use crate::Lsn;
 use event_listener::Event;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,8 @@ pub(crate) struct CommitState {
     pub unsynced: Vec<(PathBuf, Arc<dyn StorageFile>)>,
     pub unsynced_records: u64,
     pub regroup: Regroup,
+    /// Callers parked until a group reaches their LSN (see `crate::waiters`).
+    pub waiters: Waiters,
 }
 
 /// What recovery found and did when the log was opened.
@@ -172,8 +175,6 @@ pub(crate) struct Inner {
     pub read_only: bool,
     pub append: Mutex<AppendState>,
     pub commit: Mutex<CommitState>,
-    /// Notified when a leader finishes its turn (and on close or poison).
-    pub commit_event: Event,
     /// Paired with `append`: wakes a gathering leader (see `crate::regroup`).
     pub gather_cv: Condvar,
     pub durable: AtomicU64,
@@ -411,7 +412,6 @@ impl Wal {
                 read_only: parts.read_only,
                 append: Mutex::new(append),
                 commit: Mutex::new(commit),
-                commit_event: Event::new(),
                 gather_cv: Condvar::new(),
                 durable: AtomicU64::new(durable),
                 durable_event: Event::new(),
@@ -599,14 +599,16 @@ impl Inner {
             *p = Some(e.to_string());
         }
         self.poisoned.store(true, Ordering::Release);
-        self.commit_event.notify(usize::MAX);
+        // Parked waiters are woken by the failed leader, which holds the commit lock here.
         self.gather_cv.notify_all();
         self.durable_event.notify(usize::MAX);
     }
 
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
-        self.commit_event.notify(usize::MAX);
+        // Under the commit lock, so a caller that saw the log open and registered is woken.
+        let wake = lock(&self.commit).waiters.all();
+        wake.now();
         self.gather_cv.notify_all();
         self.durable_event.notify(usize::MAX);
     }
