@@ -37,11 +37,11 @@ mod options;
 mod prepare;
 mod reader;
 mod recovery;
-mod regroup;
+pub mod regroup;
 mod stats;
 pub mod storage;
 mod truncate;
-mod waiters;
+pub mod waiters;
 mod wal;
 mod watch;
 

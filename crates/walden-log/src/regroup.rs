@@ -19,19 +19,22 @@
 //!   (writers that do not come straight back, an open-loop load), gathering is switched off
 //!   for the next [`SKIP_AFTER_TIMEOUT`] groups, so such a load pays the wait on at most one
 //!   commit in that many.
+//!
+//! Public for layers on the log that run turns of their own over it (walden-store's
+//! publisher turns gather commits the same way); the unit of "records" is theirs.
 
 use std::time::Duration;
 
 /// The longest a leader waits for released writers, whatever the fsync time.
-pub(crate) const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
+pub const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
 
 /// Groups synced without gathering after a gather that timed out short of its goal.
-pub(crate) const SKIP_AFTER_TIMEOUT: u32 = 8;
+pub const SKIP_AFTER_TIMEOUT: u32 = 8;
 
 /// What the next leader should gather, learned from the groups before it. Lives under the
 /// commit lock.
 #[derive(Debug, Default)]
-pub(crate) struct Regroup {
+pub struct Regroup {
     /// Records the next group should hold: the last group plus what was pending after it.
     goal: u64,
     /// Smoothed duration of one group's syncs.
@@ -42,8 +45,10 @@ pub(crate) struct Regroup {
 
 /// A leader's instruction: wait until `records` are pending, or until `wait` has passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Gather {
+pub struct Gather {
+    /// Records to wait for (those pending included).
     pub records: u64,
+    /// The longest to wait.
     pub wait: Duration,
 }
 

@@ -13,6 +13,10 @@
 //!
 //! Written by hand rather than with a crate: the wake rule (by LSN, and one elected leader)
 //! is the product, and the parts are `std::thread::park` and one atomic flag.
+//!
+//! Public for layers on the log that run group-commit turns of their own (walden-store's
+//! publisher turns). A layer that counts one thing registers every wait as
+//! [`Mark::Durable`] and passes its count as both arguments of [`Waiters::satisfied`].
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,26 +30,36 @@ struct Waiter {
     woken: AtomicBool,
 }
 
-/// A registered wait: for `target` to be durable (`durable`) or written.
+/// Which count a wait is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The durable LSN (the first argument of [`Waiters::satisfied`]).
+    Durable,
+    /// The written LSN (the second).
+    Written,
+}
+
+/// A registered wait: for `target` to reach `mark`.
 #[derive(Debug)]
 struct Waiting {
     target: u64,
-    durable: bool,
+    mark: Mark,
     waiter: Arc<Waiter>,
 }
 
-/// The callers parked for a group commit. Lives under the commit lock, so registering (under
-/// it, after seeing a leader at work) and waking (by that leader, under it) cannot miss
-/// each other.
+/// The threads parked for a turn. Keep it under the lock that says whether a turn is under
+/// way, so registering (under it, after seeing a turn at work) and waking (by that turn's
+/// leader, under it) cannot miss each other.
 #[derive(Debug, Default)]
-pub(crate) struct Waiters {
+pub struct Waiters {
     parked: Vec<Waiting>,
 }
 
-/// Threads to unpark, collected under the commit lock and woken after it is released.
+/// Threads to unpark, collected under the lock and woken (with [`Wake::now`]) after it is
+/// released.
 #[derive(Debug, Default)]
 #[must_use = "the threads must be woken"]
-pub(crate) struct Wake(Vec<Arc<Waiter>>);
+pub struct Wake(Vec<Arc<Waiter>>);
 
 thread_local! {
     /// Each thread's own waiter, reused for every wait (a thread waits for one log at a time).
@@ -53,8 +67,9 @@ thread_local! {
 }
 
 impl Waiters {
-    /// Registers the calling thread; call [`Parked::park`] after releasing the commit lock.
-    pub fn register(&mut self, target: u64, durable: bool) -> Parked {
+    /// Registers the calling thread to wait until `mark` reaches `target`; call
+    /// [`Parked::park`] after releasing the lock.
+    pub fn register(&mut self, target: u64, mark: Mark) -> Parked {
         let waiter = ME.with(|me| {
             me.borrow_mut()
                 .get_or_insert_with(|| {
@@ -68,7 +83,7 @@ impl Waiters {
         waiter.woken.store(false, Ordering::Relaxed);
         self.parked.push(Waiting {
             target,
-            durable,
+            mark,
             waiter: waiter.clone(),
         });
         Parked(waiter)
@@ -83,7 +98,10 @@ impl Waiters {
         let mut i = 0;
         while i < self.parked.len() {
             let w = &self.parked[i];
-            let reached = if w.durable { durable } else { written };
+            let reached = match w.mark {
+                Mark::Durable => durable,
+                Mark::Written => written,
+            };
             if w.target <= reached {
                 wake.push(self.parked.swap_remove(i).waiter);
                 continue;
@@ -106,9 +124,13 @@ impl Waiters {
     }
 
     /// How many threads are parked.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.parked.len()
+    }
+
+    /// True when no thread is parked.
+    pub fn is_empty(&self) -> bool {
+        self.parked.is_empty()
     }
 }
 
@@ -125,7 +147,7 @@ impl Wake {
 /// A registered wait of the calling thread.
 #[derive(Debug)]
 #[must_use = "a registered waiter must park"]
-pub(crate) struct Parked(Arc<Waiter>);
+pub struct Parked(Arc<Waiter>);
 
 impl Parked {
     /// Blocks until a [`Wake`] that took this wait has run (`park` may return spuriously,
@@ -143,20 +165,22 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    /// Parks `n` threads with the given (target, durable) waits; returns their handles and
+    const D: Mark = Mark::Durable;
+
+    /// Parks a thread per (target, mark) wait; returns their handles and
     /// flags that say which have returned.
     fn park_all(
         waiters: &Arc<Mutex<Waiters>>,
-        waits: &[(u64, bool)],
+        waits: &[(u64, Mark)],
     ) -> Vec<(thread::JoinHandle<()>, Arc<AtomicBool>)> {
         let parked: Vec<_> = waits
             .iter()
-            .map(|&(target, durable)| {
+            .map(|&(target, mark)| {
                 let waiters = waiters.clone();
                 let done = Arc::new(AtomicBool::new(false));
                 let flag = done.clone();
                 let h = thread::spawn(move || {
-                    let p = waiters.lock().unwrap().register(target, durable);
+                    let p = waiters.lock().unwrap().register(target, mark);
                     p.park();
                     flag.store(true, Ordering::Release);
                 });
@@ -183,7 +207,7 @@ mod tests {
         // Durable 5 and 9, written 7, durable 12 and 20.
         let parked = park_all(
             &waiters,
-            &[(5, true), (9, true), (7, false), (12, true), (20, true)],
+            &[(5, D), (9, D), (7, Mark::Written), (12, D), (20, D)],
         );
         let wake = waiters.lock().unwrap().satisfied(5, 8);
         wake.now();
@@ -200,7 +224,7 @@ mod tests {
     #[test]
     fn with_every_wait_met_no_one_is_woken_to_lead() {
         let mut w = Waiters::default();
-        let p = w.register(3, true);
+        let p = w.register(3, D);
         let wake = w.satisfied(3, 3);
         assert_eq!(wake.0.len(), 1);
         assert_eq!(w.len(), 0);
@@ -211,10 +235,10 @@ mod tests {
     #[test]
     fn a_thread_reuses_its_waiter() {
         let mut w = Waiters::default();
-        let p = w.register(1, true);
+        let p = w.register(1, D);
         w.satisfied(1, 1).now();
         p.park();
-        let again = w.register(2, true);
+        let again = w.register(2, D);
         assert!(
             !again.0.woken.load(Ordering::Acquire),
             "reset for the new wait"

@@ -34,6 +34,7 @@ mod codec;
 mod deferred;
 mod error;
 mod feed;
+mod gather;
 mod limits;
 mod recovery;
 mod state;

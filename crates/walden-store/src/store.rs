@@ -22,6 +22,7 @@
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
 use crate::error::{lossy, Error, Result};
+use crate::gather::{Gathering, TurnCounts, TurnPolicy};
 use crate::limits::Limits;
 use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
 use crate::state::{final_writes, Entry, MapKey, State, Version};
@@ -29,10 +30,11 @@ use crate::txn::{Precondition, Scan, Transaction, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use walden_log::storage::{StdStorage, Storage};
+use walden_log::waiters::{Mark, Waiters};
 use walden_log::{Durability, Lsn, Wal};
 
 /// How to open a store.
@@ -183,13 +185,17 @@ struct CommitState {
 /// Guarded by the publish mutex: who publishes, and what was published.
 #[derive(Debug, Default)]
 struct PublishState {
-    /// The turn in progress, if any (a committer taking a snapshot, waiting until it is
-    /// durable, installing it): its number and the LSN of its snapshot.
-    publishing: Option<(u64, u64)>,
+    /// The number of the turn in progress, if any (a committer gathering commits, taking a
+    /// snapshot, waiting until it is durable, installing it).
+    publishing: Option<u64>,
     /// Turns started so far.
     turns: u64,
     /// LSN of the newest published state: every commit at or below it is visible.
     published_lsn: u64,
+    /// Committers parked until a turn publishes their commit (or to run the next turn).
+    waiters: Waiters,
+    /// When a new publisher gathers commits first (see `crate::gather`).
+    policy: TurnPolicy,
 }
 
 pub(crate) struct StoreInner {
@@ -203,14 +209,10 @@ pub(crate) struct StoreInner {
     /// it touches), holding this lock meanwhile. Locked after the commit mutex, or alone.
     newest: Mutex<Option<State>>,
     publish: Mutex<PublishState>,
+    /// Applied commits, counted for the gathering publisher (see `crate::gather`).
+    gathering: Gathering,
     /// `PublishState::published_lsn`, readable without the publish mutex.
     pub(crate) published_lsn: AtomicU64,
-    /// Committers wait here for the turn whose snapshot holds their commit: turn `t` on
-    /// `publish_cvs[t % 2]`. A commit not in the running turn's snapshot is in the next
-    /// turn's (which snapshots after this one ends), so one wakeup per commit: a single
-    /// condition variable woke every waiter at the end of every turn, half of them only to
-    /// sleep again (perf: a fifth of a commit's CPU time went to going to sleep).
-    publish_cvs: [Condvar; 2],
     /// Notified whenever a publisher's turn ends (published or failed): what async waiters
     /// of deferred commits listen to.
     pub(crate) published_event: event_listener::Event,
@@ -317,9 +319,11 @@ impl Store {
                 publishing: None,
                 turns: 0,
                 published_lsn: recovered.state.lsn,
+                waiters: Waiters::default(),
+                policy: TurnPolicy::default(),
             }),
+            gathering: Gathering::default(),
             published_lsn: AtomicU64::new(recovered.state.lsn),
-            publish_cvs: [Condvar::new(), Condvar::new()],
             published_event: event_listener::Event::new(),
             visible: RwLock::new(recovered.state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
@@ -535,6 +539,7 @@ impl Store {
             c.latest.lsn = commit_lsn;
             *newest = Some(c.latest.clone());
             drop(newest);
+            self.inner.gathering.applied_one();
             if !c.spills.is_empty() {
                 if let Some(s) = c.spills.get_mut(&req.txn_id) {
                     s.1 = Some(commit_lsn);
@@ -619,45 +624,58 @@ impl StoreInner {
             if p.published_lsn >= lsn {
                 return Ok(());
             }
-            if let Some((turn, snapshot_lsn)) = p.publishing {
-                // This commit is applied already: if the running turn's snapshot missed it,
-                // the next turn's, taken after this one ends, holds it.
-                let wait_for = if snapshot_lsn >= lsn { turn } else { turn + 1 };
-                p = self
-                    .turn_cv(wait_for)
-                    .wait(p)
-                    .unwrap_or_else(|e| e.into_inner());
+            if p.publishing.is_some() {
+                // Woken once: by the turn that publishes this commit, or to run the next
+                // turn (walden_log::waiters: a condition variable per turn woke all of a
+                // turn's waiters to contend for this mutex, and perf put W6 at 0.35x the
+                // log's rate once the log's own waiters stopped doing that).
+                let parked = p.waiters.register(lsn, Mark::Durable);
+                drop(p);
+                parked.park();
+                if self.published_lsn.load(Ordering::Acquire) >= lsn {
+                    return Ok(());
+                }
+                p = lock(&self.publish);
                 continue;
             }
-            // Snapshot under the publish mutex, so that waiters know what this turn covers.
-            let state = self.newest_state();
-            debug_assert!(
-                state.lsn >= lsn,
-                "the snapshot holds the publisher's commit"
-            );
-            debug_assert!(
-                state.lsn > p.published_lsn,
-                "a turn publishes something new"
-            );
             let turn = p.turns;
             p.turns += 1;
-            p.publishing = Some((turn, state.lsn));
+            p.publishing = Some(turn);
+            let (plan, since) = p.policy.plan(self.gathering.applied());
             drop(p);
             let mut guard = PublisherTurn {
                 inner: self,
                 turn,
                 published_lsn: None,
+                counts: None,
+                durable_wait: Duration::ZERO,
             };
+            if let Some(plan) = plan {
+                let started_with = self.gathering.applied().saturating_sub(since);
+                let (pending, reached) = self.gathering.gather(plan, since);
+                lock(&self.publish)
+                    .policy
+                    .gathered(plan, started_with, pending, reached);
+            }
+            // The applied count is read before the snapshot: a commit counted is in it.
+            let at_snapshot = self.gathering.applied();
+            let state = self.newest_state();
+            debug_assert!(
+                state.lsn >= lsn,
+                "the snapshot holds the publisher's commit"
+            );
+            guard.counts = Some(TurnCounts {
+                before: since,
+                at_snapshot,
+            });
+            let started = Instant::now();
             let published = self.publish(state);
+            guard.durable_wait = started.elapsed();
             guard.published_lsn = published.as_ref().ok().copied();
             drop(guard);
             published?;
             p = lock(&self.publish);
         }
-    }
-
-    fn turn_cv(&self, turn: u64) -> &Condvar {
-        &self.publish_cvs[(turn % 2) as usize]
     }
 
     /// The newest state the commits left.
@@ -811,6 +829,10 @@ struct PublisherTurn<'a> {
     turn: u64,
     /// What the turn made visible (`None`: nothing, it failed or unwound).
     published_lsn: Option<u64>,
+    /// Applied-commit counts of the turn, once it has snapshotted.
+    counts: Option<TurnCounts>,
+    /// How long it waited for the log (and installed the state).
+    durable_wait: Duration,
 }
 
 impl Drop for PublisherTurn<'_> {
@@ -821,12 +843,18 @@ impl Drop for PublisherTurn<'_> {
             self.inner
                 .published_lsn
                 .store(p.published_lsn, Ordering::Release);
+            if let Some(counts) = self.counts {
+                let applied = self.inner.gathering.applied();
+                p.policy.turn_done(counts, applied, self.durable_wait);
+            }
         }
-        debug_assert_eq!(p.publishing.map(|(t, _)| t), Some(self.turn));
+        debug_assert_eq!(p.publishing, Some(self.turn));
         p.publishing = None;
+        let published = p.published_lsn;
+        // The committers this turn published, and one more (if any wait) to run the next.
+        let wake = p.waiters.satisfied(published, published);
         drop(p);
-        self.inner.turn_cv(self.turn + 1).notify_one();
-        self.inner.turn_cv(self.turn).notify_all();
+        wake.now();
         self.inner.published_event.notify(usize::MAX);
     }
 }
