@@ -61,6 +61,10 @@ pub struct Metrics {
     pub records_per_fsync: Option<f64>,
     /// Peak resident memory of the process doing the work, MiB.
     pub peak_rss_mib: Option<f64>,
+    /// What the work added to the process's resident memory: the peak minus the peak
+    /// before the work began (the program's own baseline), MiB (W4).
+    #[serde(default)]
+    pub rss_added_mib: Option<f64>,
     /// Records (or bytes, for reads) the figure covers, summed over the repetitions.
     pub count: Option<f64>,
     /// `fdatasync` calls of the log during the measurement (W6).
@@ -339,6 +343,7 @@ fn columns(workload: &str) -> Vec<(&'static str, Getter)> {
         "W4" => vec![
             ("GB/s", |m| m.gb_per_sec),
             ("peak RSS MiB", |m| m.peak_rss_mib),
+            ("RSS added MiB", |m| m.rss_added_mib),
         ],
         "W6" => vec![
             ("commits/s", |m| m.ops_per_sec),

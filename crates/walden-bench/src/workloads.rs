@@ -63,6 +63,7 @@ impl Cell {
                 p999_us: med(|m| m.p999_us),
                 records_per_fsync: med(|m| m.records_per_fsync),
                 peak_rss_mib: med(|m| m.peak_rss_mib),
+                rss_added_mib: med(|m| m.rss_added_mib),
                 count: Some(s.iter().filter_map(|m| m.count).sum()),
                 fsyncs: med(|m| m.fsyncs),
                 recovery_ms: med(|m| m.recovery_ms),
@@ -226,6 +227,9 @@ pub(crate) fn progress(cell: &Cell, rep: u32, reps: u32, m: &Metrics) {
     }
     if let Some(v) = m.peak_rss_mib {
         s += &format!(" peak {v:.1} MiB");
+    }
+    if let Some(v) = m.rss_added_mib {
+        s += &format!(" (+{v:.1} MiB)");
     }
     if let Some(v) = m.recovery_ms {
         s += &format!(" recovery {v:.1} ms");

@@ -17,8 +17,8 @@ use crate::append::recycle_bufs;
 use crate::error::{Error, Result};
 use crate::format::FRAME_HEADER_BYTES;
 use crate::regroup::Gather;
-use crate::wal::{lock, Inner};
 use crate::waiters::Mark;
+use crate::wal::{lock, Inner};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,7 +59,11 @@ impl Inner {
             if st.leader {
                 // Registered under the lock the leader takes before it wakes anyone: no lost
                 // wake-up. Woken once: when `target` is reached, or to lead.
-                let mark = if durable { Mark::Durable } else { Mark::Written };
+                let mark = if durable {
+                    Mark::Durable
+                } else {
+                    Mark::Written
+                };
                 let parked = st.waiters.register(target, mark);
                 drop(st);
                 parked.park();
