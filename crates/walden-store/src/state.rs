@@ -56,7 +56,7 @@ pub(crate) struct Table {
 impl Table {
     /// A table holding `map`, whose every version is at or below `lsn`, and a snapshot at
     /// `lsn` of its `keys` keys.
-    pub fn new(map: Map, lsn: u64, history: usize) -> State {
+    pub fn open(map: Map, lsn: u64, history: usize) -> State {
         let keys = map.len() as u64;
         let table = Arc::new(Table {
             map: RwLock::new(map),
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn snapshots_see_their_lsn_only_and_keep_what_they_read() {
-        let s0 = Table::new(Map::new(), 0, 2);
+        let s0 = Table::open(Map::new(), 0, 2);
         let table = s0.table().clone();
         let (v, new) = table.apply([put(b"ns", b"k", b"1")].iter(), 1, 0);
         assert_eq!((v[0].2, new), (1, 1));
@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn scans_resume_across_chunks_in_both_directions() {
-        let s = Table::new(Map::new(), 0, 1);
+        let s = Table::open(Map::new(), 0, 1);
         let table = s.table().clone();
         let n = CHUNK_ENTRIES * 2 + 7;
         let writes: Vec<Write> = (0..n)

@@ -316,7 +316,7 @@ impl Store {
             progress,
         )?;
         let bytes_now = wal.bytes_appended();
-        let state = Table::new(
+        let state = Table::open(
             recovered.map,
             recovered.lsn,
             options.limits.history_versions,
