@@ -23,11 +23,12 @@
 //! newest checkpoint that verifies wins; older ones are kept until a newer one is durable
 //! (the log is never truncated past the oldest kept checkpoint's redo start).
 
+use crate::chain::{Chain, Version};
 use crate::codec::Bytes;
 use crate::error::{Error, Result};
-use crate::state::{Entry, State, Version};
+use crate::keys::EntryKey;
+use crate::state::{Map, State};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use walden_log::storage::{OpenMode, Storage};
 
 const MAGIC: [u8; 8] = *b"WALDNCKP";
@@ -90,28 +91,40 @@ pub(crate) fn write(
     let file = storage
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| io("create", &tmp, e))?;
-    let mut at = 0u64;
+    // The header goes last, at offset 0, with the count of entries written.
+    let mut at = HEADER_BYTES as u64;
     let mut put = |bytes: &[u8]| -> Result<()> {
         file.write_all_at(bytes, at)
             .map_err(|e| io("write", &tmp, e))?;
         at += bytes.len() as u64;
         Ok(())
     };
-    put(&encode_header(meta, state.map.len() as u64))?;
     let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
     let mut block_crcs = Vec::new();
-    for entry in state.map.iter() {
-        encode_entry(&mut block, &entry.ns, &entry.key, entry);
-        if block.len() >= BLOCK_BYTES {
+    let mut entries = 0u64;
+    // Encoded in chunks under the state's read lock, written between them (no I/O under
+    // the lock: commits wait for it).
+    let mut cursor = None;
+    loop {
+        let more = state.for_each_chunk(cursor.take(), |key, versions| {
+            encode_entry(&mut block, key, versions);
+            entries += 1;
+            block.len() < BLOCK_BYTES
+        });
+        if block.len() >= BLOCK_BYTES || (more.is_none() && !block.is_empty()) {
             block_crcs.extend_from_slice(&flush_block(&mut put, &mut block)?.to_le_bytes());
         }
+        match more {
+            Some(after) => cursor = Some(after),
+            None => break,
+        }
     }
-    if !block.is_empty() {
-        block_crcs.extend_from_slice(&flush_block(&mut put, &mut block)?.to_le_bytes());
-    }
+    debug_assert_eq!(entries, state.keys(), "every key of the snapshot, once");
     let mut end = [0u8; 8];
     end[4..].copy_from_slice(&crc32c::crc32c(&block_crcs).to_le_bytes());
     put(&end)?;
+    file.write_all_at(&encode_header(meta, entries), 0)
+        .map_err(|e| io("write", &tmp, e))?;
     file.sync_data().map_err(|e| io("fdatasync", &tmp, e))?;
     let path = dir.join(file_name(meta.checkpoint_lsn));
     storage
@@ -147,11 +160,15 @@ fn encode_header(meta: CheckpointMeta, entries: u64) -> [u8; HEADER_BYTES] {
     h
 }
 
-fn encode_entry(out: &mut Vec<u8>, ns: &[u8], key: &[u8], entry: &Entry) {
-    put_bytes(out, ns);
-    put_bytes(out, key);
-    out.extend_from_slice(&(entry.version_count() as u16).to_le_bytes());
-    for v in entry.versions() {
+fn encode_entry(out: &mut Vec<u8>, key: &EntryKey, versions: &mut dyn Iterator<Item = &Version>) {
+    put_bytes(out, &key.ns);
+    put_bytes(out, &key.key);
+    // The count, patched once the versions are written.
+    let count_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let mut count = 0u16;
+    for v in versions {
+        count += 1;
         out.extend_from_slice(&v.version.to_le_bytes());
         out.extend_from_slice(&v.lsn.to_le_bytes());
         out.extend_from_slice(&v.commit_time_ms.to_le_bytes());
@@ -163,6 +180,9 @@ fn encode_entry(out: &mut Vec<u8>, ns: &[u8], key: &[u8], entry: &Entry) {
             None => out.push(0),
         }
     }
+    if let Some(c) = out.get_mut(count_at..count_at + 2) {
+        c.copy_from_slice(&count.to_le_bytes());
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -171,7 +191,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Reads and fully verifies a checkpoint.
-pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(State, CheckpointMeta)> {
+pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(Map, CheckpointMeta)> {
     let bad = |reason: &str| Error::CorruptCheckpoint {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -213,10 +233,7 @@ pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(State, Checkpo
         next_txn_id: u64_at(32),
     };
     let entries = u64_at(40);
-    let mut state = State {
-        lsn: meta.checkpoint_lsn,
-        ..State::default()
-    };
+    let mut map = Map::new();
     let mut block_crcs = Vec::new();
     loop {
         let head = get(8)?;
@@ -236,15 +253,15 @@ pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(State, Checkpo
             return Err(bad("block checksum mismatch"));
         }
         block_crcs.extend_from_slice(&crc.to_le_bytes());
-        decode_block(&block, &mut state).ok_or_else(|| bad("block does not decode"))?;
+        decode_block(&block, &mut map).ok_or_else(|| bad("block does not decode"))?;
     }
-    if state.map.len() as u64 != entries {
+    if map.len() as u64 != entries {
         return Err(bad("entry count mismatch"));
     }
-    Ok((state, meta))
+    Ok((map, meta))
 }
 
-fn decode_block(block: &[u8], state: &mut State) -> Option<()> {
+fn decode_block(block: &[u8], map: &mut Map) -> Option<()> {
     let mut r = Cursor { b: block, at: 0 };
     while r.at < block.len() {
         let ns: Bytes = r.bytes()?.into();
@@ -270,9 +287,8 @@ fn decode_block(block: &[u8], state: &mut State) -> Option<()> {
             };
             older.extend(current.replace(v));
         }
-        state
-            .map
-            .insert(Arc::new(Entry::new(ns, key, older, current?)));
+        let chain = Chain::from_versions(older, current?)?;
+        map.insert(EntryKey { ns, key }, chain);
     }
     Some(())
 }

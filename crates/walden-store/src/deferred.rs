@@ -98,7 +98,7 @@ impl Store {
     /// completes [`PendingCommit::durable`] waits. Blocking.
     pub fn sync(&self) -> Result<Lsn> {
         let durable = self.wal().sync()?;
-        let applied = self.inner.newest_state().lsn;
+        let applied = self.inner.applied_lsn();
         if applied > self.inner.published_lsn.load(Ordering::Acquire) {
             self.inner.publish_through(applied)?;
         }

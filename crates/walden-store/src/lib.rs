@@ -29,24 +29,26 @@
 //! # Ok(()) }
 //! ```
 
+mod chain;
 mod checkpoint;
 mod codec;
 mod deferred;
 mod error;
 mod feed;
 mod gather;
+mod keys;
 mod limits;
 mod recovery;
 mod state;
 mod store;
 mod txn;
 
+pub use chain::Version;
 pub use codec::{Bytes, Write};
 pub use deferred::PendingCommit;
 pub use error::{Error, Result};
 pub use feed::{ChangeFeed, CommittedTxn};
 pub use limits::Limits;
 pub use recovery::{StoreRecoveryProgress, StoreRecoveryReport};
-pub use state::Version;
 pub use store::{CheckpointInfo, CommitInfo, Store, StoreOptions, StoreStatus};
 pub use txn::{Precondition, Scan, Transaction, Versioned};

@@ -17,7 +17,7 @@
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{decode, StoreRecord, Write};
 use crate::error::{Error, Result};
-use crate::state::{final_writes, State};
+use crate::state::{apply, final_writes, Map};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use walden_log::storage::Storage;
@@ -51,7 +51,10 @@ pub struct StoreRecoveryReport {
 }
 
 pub(crate) struct Recovered {
-    pub state: State,
+    /// The recovered state: every key, with versions at or below `lsn`.
+    pub map: Map,
+    /// Commit LSN of the last transaction recovered.
+    pub lsn: u64,
     pub next_txn_id: u64,
     pub kept_checkpoints: Vec<CheckpointMeta>,
     pub report: StoreRecoveryReport,
@@ -62,15 +65,15 @@ pub(crate) fn load_checkpoint(
     storage: &dyn Storage,
     dir: &Path,
     report: &mut StoreRecoveryReport,
-) -> Result<(State, CheckpointMeta, Vec<CheckpointMeta>)> {
+) -> Result<(Map, CheckpointMeta, Vec<CheckpointMeta>)> {
     let mut kept = Vec::new();
     let mut found = None;
     for (_, path) in checkpoint::list(storage, dir)? {
         match checkpoint::read(storage, &path) {
-            Ok((state, meta)) => {
+            Ok((map, meta)) => {
                 kept.push(meta);
                 if found.is_none() {
-                    found = Some((state, meta));
+                    found = Some((map, meta));
                 }
             }
             Err(Error::CorruptCheckpoint { path, reason }) => {
@@ -86,8 +89,8 @@ pub(crate) fn load_checkpoint(
         redo_start_lsn: 1,
         next_txn_id: 1,
     };
-    let (state, meta) = found.unwrap_or((State::default(), none));
-    Ok((state, meta, kept))
+    let (map, meta) = found.unwrap_or((Map::new(), none));
+    Ok((map, meta, kept))
 }
 
 pub(crate) fn recover(
@@ -98,7 +101,8 @@ pub(crate) fn recover(
     progress: &mut dyn FnMut(StoreRecoveryProgress),
 ) -> Result<Recovered> {
     let mut report = StoreRecoveryReport::default();
-    let (mut state, meta, kept) = load_checkpoint(storage, checkpoint_dir, &mut report)?;
+    let (mut map, meta, kept) = load_checkpoint(storage, checkpoint_dir, &mut report)?;
+    let mut state_lsn = meta.checkpoint_lsn;
     report.checkpoint_lsn = meta.checkpoint_lsn;
     let first = wal.first_lsn().get();
     if first > meta.redo_start_lsn {
@@ -163,9 +167,10 @@ pub(crate) fn recover(
                 // The same writes commit applied: the last per key (see final_writes).
                 let writes = pending.remove(&txn_id).unwrap_or_default();
                 for w in final_writes(&writes) {
-                    state.apply(w, lsn, commit_time_ms, history);
+                    // No snapshot exists yet: keep the newest `history` versions.
+                    apply(&mut map, w, lsn, commit_time_ms, history, || lsn);
                 }
-                state.lsn = lsn;
+                state_lsn = lsn;
                 report.transactions_redone += 1;
             }
             _ => {}
@@ -191,7 +196,8 @@ pub(crate) fn recover(
         unfinished.len() as u64,
     );
     Ok(Recovered {
-        state,
+        map,
+        lsn: state_lsn,
         next_txn_id: meta.next_txn_id.max(max_txn + 1),
         kept_checkpoints: kept,
         report,

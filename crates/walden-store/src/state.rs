@@ -1,272 +1,333 @@
-//! The in-memory state: an ordered, persistent (copy-on-write) set of entries, each a
-//! (namespace, key) with the key's recent versions. Cloning a state is O(1), so snapshots for
-//! transactions, readers and checkpoints are free to take and never block writers.
+//! The in-memory state: one ordered map from (namespace, key) to the key's version chain
+//! ([`Chain`]), shared by every snapshot and changed in place by commits; and snapshots
+//! ([`State`]), which are an LSN: a snapshot at LSN `s` reads, for each key, its newest
+//! version at or below `s`.
 //!
-//! The set holds `Arc<Entry>`, one pointer per element, rather than a map from an owned
-//! `(Bytes, Bytes)` key to `Arc<Entry>` (40 bytes and three reference counts per element):
-//! the tree's nodes are copied on write whenever a snapshot shares them, and every copy
-//! clones, and every free drops, each element of the node. Lookups compare borrowed bytes
-//! ([`KeyRef`], [`PastNamespace`]), so none allocates.
+//! Why not a persistent (copy-on-write) map, as before: every commit after a publication
+//! copied the tree nodes the published snapshot shared (64 elements a node, each a
+//! reference count to touch), and the publisher freed the old ones; in W7 that was about a
+//! fifth of the server's CPU per write. Here a commit inserts into the map in place, and a
+//! snapshot costs one reference count.
+//!
+//! What makes this correct:
+//! - **Keys are never removed** (a delete is a tombstone version), so the map only grows,
+//!   and a key a snapshot cannot see yet simply has no version at or below its LSN.
+//! - **Versions carry their commit LSN** and are added in LSN order, under the commit mutex.
+//!   Commits apply before they are durable; readers only ever hold snapshots at published
+//!   LSNs, so they never see them early.
+//! - **Versions are dropped only when no snapshot needs them**: publisher turns register
+//!   their snapshots ([`Table::snapshot`]); every other snapshot is a clone of one of them.
+//!   The oldest one still alive is the *floor*; each key keeps every version above it and
+//!   the newest `history` at or below it ([`Chain::push`]).
+//! - **Readers lock the map for reading**, writers for writing, never across I/O: a scan and
+//!   a checkpoint visit it in chunks of [`CHUNK_ENTRIES`], resuming after the last key seen;
+//!   keys that appear meanwhile have no version at their LSN, so the result is the
+//!   snapshot's.
 
+use crate::chain::{Chain, Version};
 use crate::codec::{Bytes, Write};
-use equivalent::{Comparable, Equivalent};
-use imbl::OrdSet;
-use std::cmp::Ordering;
+use crate::keys::{EntryKey, KeyPair, KeyRef};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-/// Map key: namespace then key, ordered bytewise (preconditions and a transaction's own
-/// writes are keyed by it).
-pub(crate) type MapKey = (Bytes, Bytes);
+/// The map: every key ever written (tombstones included) and its kept versions.
+pub(crate) type Map = BTreeMap<EntryKey, Chain>;
 
-/// One version of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    /// The key's version number: 1 for its first write, +1 for each write or delete after.
-    pub version: u64,
-    /// LSN of the commit that wrote it.
-    pub lsn: u64,
-    /// Commit time, milliseconds since the Unix epoch.
-    pub commit_time_ms: u64,
-    /// The value, or `None` for a tombstone (deleted).
-    pub value: Option<Bytes>,
+/// Entries a scan or checkpoint visits per hold of the read lock: short enough that a
+/// commit waiting for the write lock waits for about 100 µs at most.
+pub(crate) const CHUNK_ENTRIES: usize = 1024;
+
+fn read(lock: &RwLock<Map>) -> RwLockReadGuard<'_, Map> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A key and its recent versions (at most `history_versions`).
-///
-/// Ordered, and equal, by namespace then key only (bytewise): that is its place in the
-/// state's set; the versions are what the set maps it to.
-///
-/// The current version is inline: a key's first version costs no allocation besides the
-/// entry's own (a deque of one version cost a second one for every new key).
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub ns: Bytes,
-    pub key: Bytes,
-    /// The versions before `current`, oldest first (at most `history_versions - 1`).
-    older: Vec<Version>,
-    current: Version,
+/// The shared map and the registry of snapshots that keep versions alive.
+#[derive(Debug)]
+pub(crate) struct Table {
+    map: RwLock<Map>,
+    /// Snapshots registered by [`Table::snapshot`], in LSN order; dead ones are dropped from
+    /// the front. Its first live one is the floor.
+    pins: Mutex<VecDeque<Weak<Snap>>>,
+    /// Versions each snapshot sees of a key (`Limits::history_versions`, at least 1).
+    history: usize,
 }
 
-impl Entry {
-    /// An entry of `older` versions (oldest first), then `current`.
-    pub fn new(ns: Bytes, key: Bytes, older: Vec<Version>, current: Version) -> Self {
-        Entry {
-            ns,
-            key,
-            older,
-            current,
+impl Table {
+    /// A table holding `map`, whose every version is at or below `lsn`, and a snapshot at
+    /// `lsn` of its `keys` keys.
+    pub fn open(map: Map, lsn: u64, history: usize) -> State {
+        let keys = map.len() as u64;
+        let table = Arc::new(Table {
+            map: RwLock::new(map),
+            pins: Mutex::new(VecDeque::new()),
+            history: history.max(1),
+        });
+        table.snapshot(lsn, keys)
+    }
+
+    /// Registers and returns a snapshot at `lsn`, which every commit at or below it has
+    /// been applied to, holding `keys` keys. Snapshots are registered in LSN order.
+    pub fn snapshot(self: &Arc<Self>, lsn: u64, keys: u64) -> State {
+        let snap = Arc::new(Snap {
+            table: self.clone(),
+            lsn,
+            keys,
+        });
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        while pins.front().is_some_and(|w| w.strong_count() == 0) {
+            pins.pop_front();
         }
+        debug_assert!(
+            pins.back()
+                .and_then(Weak::upgrade)
+                .is_none_or(|last| last.lsn <= lsn),
+            "snapshots are registered in LSN order"
+        );
+        pins.push_back(Arc::downgrade(&snap));
+        State(snap)
     }
 
-    /// The newest version (a tombstone if the key was deleted).
-    pub fn current(&self) -> &Version {
-        &self.current
-    }
-
-    /// All kept versions, oldest first.
-    pub fn versions(&self) -> impl Iterator<Item = &Version> {
-        self.older.iter().chain(std::iter::once(&self.current))
-    }
-
-    /// How many versions are kept (at least 1).
-    pub fn version_count(&self) -> usize {
-        self.older.len() + 1
-    }
-
-    fn key_ref(&self) -> KeyRef<'_> {
-        KeyRef {
-            ns: &self.ns,
-            key: &self.key,
+    /// LSN of the oldest snapshot alive: no snapshot below it can be taken any more.
+    /// `None` when none is alive.
+    fn floor(&self) -> Option<u64> {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(front) = pins.front() {
+            // A snapshot whose count reached zero is gone for good: new ones are clones
+            // of live ones or new registrations.
+            match front.upgrade() {
+                Some(live) => return Some(live.lsn),
+                None => drop(pins.pop_front()),
+            }
         }
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key_ref().cmp_parts(&other.ns, &other.key)
-    }
-}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Entry {}
-
-/// A (namespace, key) to look up, borrowed: no allocation per lookup.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyRef<'a> {
-    pub ns: &'a [u8],
-    pub key: &'a [u8],
-}
-
-impl KeyRef<'_> {
-    fn cmp_parts(&self, ns: &[u8], key: &[u8]) -> Ordering {
-        self.ns.cmp(ns).then_with(|| self.key.cmp(key))
-    }
-}
-
-impl Equivalent<Arc<Entry>> for KeyRef<'_> {
-    fn equivalent(&self, e: &Arc<Entry>) -> bool {
-        *self.ns == *e.ns && *self.key == *e.key
-    }
-}
-
-impl Comparable<Arc<Entry>> for KeyRef<'_> {
-    fn compare(&self, e: &Arc<Entry>) -> Ordering {
-        self.cmp_parts(&e.ns, &e.key)
-    }
-}
-
-/// A bound between the last key of a namespace and the first key of the next one: the
-/// exclusive end of a scan to the end of the namespace. Equal to no entry.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PastNamespace<'a>(pub &'a [u8]);
-
-impl Equivalent<Arc<Entry>> for PastNamespace<'_> {
-    fn equivalent(&self, _: &Arc<Entry>) -> bool {
-        false
-    }
-}
-
-impl Comparable<Arc<Entry>> for PastNamespace<'_> {
-    fn compare(&self, e: &Arc<Entry>) -> Ordering {
-        match self.0.cmp(&e.ns) {
-            Ordering::Equal => Ordering::Greater,
-            o => o,
-        }
-    }
-}
-
-/// A scan bound: a key, or past a whole namespace.
-#[derive(Debug, Clone, Copy)]
-enum Probe<'a> {
-    Key(KeyRef<'a>),
-    PastNamespace(PastNamespace<'a>),
-}
-
-impl Equivalent<Arc<Entry>> for Probe<'_> {
-    fn equivalent(&self, e: &Arc<Entry>) -> bool {
-        match self {
-            Probe::Key(k) => k.equivalent(e),
-            Probe::PastNamespace(p) => p.equivalent(e),
-        }
-    }
-}
-
-impl Comparable<Arc<Entry>> for Probe<'_> {
-    fn compare(&self, e: &Arc<Entry>) -> Ordering {
-        match self {
-            Probe::Key(k) => k.compare(e),
-            Probe::PastNamespace(p) => p.compare(e),
-        }
-    }
-}
-
-/// A consistent state of the whole store as of commit LSN `lsn`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct State {
-    /// Every key ever written (tombstones included), by namespace then key.
-    pub map: OrdSet<Arc<Entry>>,
-    /// Commit LSN of the last transaction applied.
-    pub lsn: u64,
-}
-
-impl State {
-    pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<&Arc<Entry>> {
-        self.map.get(&KeyRef { ns, key })
+        None
     }
 
-    /// The current version number of a key (0 when it was never written).
-    pub fn version_of(&self, ns: &[u8], key: &[u8]) -> u64 {
-        self.get(ns, key).map_or(0, |e| e.current().version)
+    /// The map, for reading (commit checks against the newest versions).
+    pub fn read(&self) -> RwLockReadGuard<'_, Map> {
+        read(&self.map)
     }
 
-    /// Applies one committed write; returns the key's new version.
-    ///
-    /// Callers pass only a transaction's [`final_writes`]: one new version per key per
-    /// committed transaction.
-    pub fn apply(&mut self, w: &Write, lsn: u64, commit_time_ms: u64, history: usize) -> u64 {
-        let current = self.get(&w.ns, &w.key).cloned();
-        self.apply_over(w, current.as_deref(), lsn, commit_time_ms, history)
+    fn write(&self) -> RwLockWriteGuard<'_, Map> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`State::apply`] for a caller that already looked up the key's entry in this state
-    /// (`current`: `None` when absent), saving a second descent of the tree.
-    pub fn apply_over(
-        &mut self,
-        w: &Write,
-        current: Option<&Entry>,
+    /// Applies a committed transaction's final writes at commit LSN `lsn`, above every
+    /// version in the map. Returns each key's new version, in `writes` order, and how many
+    /// keys are new.
+    pub fn apply<'w>(
+        &self,
+        writes: impl Iterator<Item = &'w Write>,
         lsn: u64,
         commit_time_ms: u64,
-        history: usize,
-    ) -> u64 {
-        // Conflict detection compares version LSNs with snapshot LSNs: no version may carry
-        // an LSN above its state's.
-        debug_assert!(lsn > self.lsn, "commits apply in LSN order");
-        debug_assert!(current.is_none_or(|e| *e.ns == *w.ns && *e.key == *w.key));
-        let history = history.max(1);
-        let version = current.map_or(0, |e| e.current().version) + 1;
-        // The newest `history - 1` versions before this one, oldest first, exactly sized.
-        let older = match current {
-            Some(e) if history > 1 => {
-                let keep = e.version_count().min(history - 1);
-                let mut older = Vec::with_capacity(keep);
-                older.extend(e.versions().skip(e.version_count() - keep).cloned());
-                older
-            }
-            _ => Vec::new(),
-        };
-        let new = Version {
-            version,
-            lsn,
-            commit_time_ms,
-            value: w.value.clone(),
-        };
-        // The key's bytes: those the state already holds, if any.
-        let (ns, key) = current.map_or((&w.ns, &w.key), |e| (&e.ns, &e.key));
-        self.map
-            .insert(Arc::new(Entry::new(ns.clone(), key.clone(), older, new)));
-        version
+    ) -> (Vec<(Bytes, Bytes, u64)>, u64) {
+        let mut versions = Vec::with_capacity(writes.size_hint().1.unwrap_or(0));
+        let mut new_keys = 0;
+        // Computed once, and only when some key has versions to drop.
+        let mut floor_lsn = None;
+        let mut map = self.write();
+        for w in writes {
+            let floor = || *floor_lsn.get_or_insert_with(|| self.floor().unwrap_or(lsn).min(lsn));
+            let (version, new) = apply(&mut map, w, lsn, commit_time_ms, self.history, floor);
+            new_keys += u64::from(new);
+            versions.push((w.ns.clone(), w.key.clone(), version));
+        }
+        (versions, new_keys)
+    }
+}
+
+/// The newest version of a key in `map`, visible or not yet (0 versions: `None`).
+pub(crate) fn newest<'m>(map: &'m Map, ns: &[u8], key: &[u8]) -> Option<&'m Version> {
+    map.get(&KeyRef { ns, key } as &dyn KeyPair)
+        .map(Chain::newest)
+}
+
+/// Applies one committed write at `lsn` (above every version of the key); returns the key's
+/// new version and whether the key is new. `floor()`: the oldest snapshot LSN still to be
+/// served (see [`Chain::push`]).
+pub(crate) fn apply(
+    map: &mut Map,
+    w: &Write,
+    lsn: u64,
+    commit_time_ms: u64,
+    history: usize,
+    floor: impl FnOnce() -> u64,
+) -> (u64, bool) {
+    let new = |version| Version {
+        version,
+        lsn,
+        commit_time_ms,
+        value: w.value.clone(),
+    };
+    if let Some(chain) = map.get_mut(&KeyRef {
+        ns: &w.ns,
+        key: &w.key,
+    } as &dyn KeyPair)
+    {
+        let version = chain.newest().version + 1;
+        chain.push(new(version), history, floor);
+        return (version, false);
+    }
+    let key = EntryKey {
+        ns: w.ns.clone(),
+        key: w.key.clone(),
+    };
+    map.insert(key, Chain::first(new(1)));
+    (1, true)
+}
+
+/// A registered snapshot.
+#[derive(Debug)]
+pub(crate) struct Snap {
+    table: Arc<Table>,
+    lsn: u64,
+    keys: u64,
+}
+
+/// A consistent state of the whole store as of commit LSN `lsn()`: every commit at or below
+/// it, none above. Cloning is one reference count; while any clone lives, the versions it
+/// reads are kept.
+#[derive(Debug, Clone)]
+pub(crate) struct State(Arc<Snap>);
+
+impl State {
+    /// Commit LSN of the last transaction in it.
+    pub fn lsn(&self) -> u64 {
+        self.0.lsn
+    }
+
+    /// Keys in it, tombstones included.
+    pub fn keys(&self) -> u64 {
+        self.0.keys
+    }
+
+    /// The table it reads.
+    pub fn table(&self) -> &Arc<Table> {
+        &self.0.table
+    }
+
+    /// A key's version in this state (a tombstone if deleted), if it existed.
+    pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Version> {
+        let map = self.table().read();
+        let chain = map.get(&KeyRef { ns, key } as &dyn KeyPair)?;
+        chain.at(self.lsn()).cloned()
+    }
+
+    /// The version number of a key in this state (0 when it was never written).
+    pub fn version_of(&self, ns: &[u8], key: &[u8]) -> u64 {
+        self.get(ns, key).map_or(0, |v| v.version)
+    }
+
+    /// A key's last `history_versions` versions in this state, oldest first.
+    pub fn history(&self, ns: &[u8], key: &[u8]) -> Vec<Version> {
+        let map = self.table().read();
+        map.get(&KeyRef { ns, key } as &dyn KeyPair)
+            .map(|c| {
+                c.history_at(self.lsn(), self.table().history)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Live (non-tombstone) entries of `ns` with keys in `[start, end)` (each bound
-    /// optional), in key order or reversed.
-    pub fn range<'a>(
-        &'a self,
-        ns: &'a [u8],
+    /// optional), in key order or reversed; at most `limit` (0: no limit).
+    pub fn range(
+        &self,
+        ns: &[u8],
         start: Option<&[u8]>,
         end: Option<&[u8]>,
         reverse: bool,
-    ) -> Box<dyn Iterator<Item = (Bytes, Version)> + 'a> {
-        let lo = Bound::Included(Probe::Key(KeyRef {
-            ns,
-            key: start.unwrap_or_default(),
-        }));
-        let hi = Bound::Excluded(match end {
-            Some(key) => Probe::Key(KeyRef { ns, key }),
-            None => Probe::PastNamespace(PastNamespace(ns)),
-        });
-        let live = |e: &Arc<Entry>| {
-            let v = e.current();
-            v.value.as_ref()?;
-            Some((e.key.clone(), v.clone()))
+        limit: usize,
+    ) -> Vec<(Bytes, Version)> {
+        let lo = EntryKey {
+            ns: ns.into(),
+            key: start.unwrap_or_default().into(),
         };
-        let range = self.map.range((lo, hi));
-        if reverse {
-            Box::new(range.rev().filter_map(live))
-        } else {
-            Box::new(range.filter_map(live))
+        // Past the namespace: (ns + [0], "") is the first pair after every key of `ns`.
+        let hi = match end {
+            Some(key) => EntryKey {
+                ns: lo.ns.clone(),
+                key: key.into(),
+            },
+            None => EntryKey {
+                ns: [ns, &[0]].concat().into(),
+                key: Bytes::from(&[][..]),
+            },
+        };
+        let mut out = Vec::new();
+        if lo >= hi {
+            return out;
         }
+        let full = |out: &Vec<_>| limit != 0 && out.len() >= limit;
+        let mut cursor: Option<EntryKey> = None;
+        loop {
+            let (from, to) = match (&cursor, reverse) {
+                (None, _) => (Bound::Included(&lo), Bound::Excluded(&hi)),
+                (Some(c), false) => (Bound::Excluded(c), Bound::Excluded(&hi)),
+                (Some(c), true) => (Bound::Included(&lo), Bound::Excluded(c)),
+            };
+            cursor = self.visit(from, to, reverse, |k, c| {
+                let v = c.at(self.lsn()).filter(|v| v.value.is_some());
+                out.extend(v.map(|v| (k.key.clone(), v.clone())));
+                !full(&out)
+            });
+            if cursor.is_none() || full(&out) {
+                return out;
+            }
+        }
+    }
+
+    /// Calls `f` with keys of this state after `after` (from the first when `None`), in key
+    /// order, each with its last `history_versions` versions (oldest first), for up to
+    /// [`CHUNK_ENTRIES`] map entries and while `f` returns true. Returns the key to resume
+    /// after, or `None` when every key was visited. `f` runs under the map's read lock: no
+    /// I/O in it (commits wait for the lock).
+    pub fn for_each_chunk(
+        &self,
+        after: Option<EntryKey>,
+        mut f: impl FnMut(&EntryKey, &mut dyn Iterator<Item = &Version>) -> bool,
+    ) -> Option<EntryKey> {
+        let (lsn, history) = (self.lsn(), self.table().history);
+        let from = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.visit(from, Bound::Unbounded, false, |k, c| {
+            let mut versions = c.history_at(lsn, history).peekable();
+            // A key written after this snapshot: not in it.
+            versions.peek().is_none() || f(k, &mut versions)
+        })
+    }
+
+    /// Visits entries between `from` and `to` under one hold of the read lock: up to
+    /// [`CHUNK_ENTRIES`] of them, and while `f` (which sees each entry) returns true.
+    /// Returns the last key visited if it stopped before `to`, to resume after; `None` once
+    /// the range is done.
+    fn visit(
+        &self,
+        from: Bound<&EntryKey>,
+        to: Bound<&EntryKey>,
+        reverse: bool,
+        mut f: impl FnMut(&EntryKey, &Chain) -> bool,
+    ) -> Option<EntryKey> {
+        fn as_pair(b: Bound<&EntryKey>) -> Bound<&dyn KeyPair> {
+            b.map(|k| k as &dyn KeyPair)
+        }
+        let map = self.table().read();
+        let range = map.range::<dyn KeyPair, _>((as_pair(from), as_pair(to)));
+        let mut entries: Box<dyn Iterator<Item = (&EntryKey, &Chain)>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut last = None;
+        for _ in 0..CHUNK_ENTRIES {
+            let (k, c) = entries.next()?;
+            if !f(k, c) {
+                return Some(k.clone());
+            }
+            last = Some(k);
+        }
+        // A full chunk: resume after its last key (the next chunk may be empty).
+        last.cloned()
     }
 }
 
@@ -297,78 +358,96 @@ mod tests {
         s.into()
     }
 
-    /// Entries, borrowed lookups and scan bounds must order exactly like (namespace, key)
-    /// tuples, or lookups descend the wrong way and miss keys that are there.
-    #[test]
-    fn borrowed_keys_order_like_tuples() {
-        let parts: [&[u8]; 7] = [b"", b"a", b"a\0", b"ab", b"b", b"\xff", b"a\xff"];
-        for ns1 in parts {
-            for k1 in parts {
-                for ns2 in parts {
-                    for k2 in parts {
-                        let entry = |ns: &[u8], key: &[u8]| {
-                            let v = Version {
-                                version: 1,
-                                lsn: 1,
-                                commit_time_ms: 0,
-                                value: None,
-                            };
-                            Arc::new(Entry::new(b(ns), b(key), Vec::new(), v))
-                        };
-                        let (e1, e2) = (entry(ns1, k1), entry(ns2, k2));
-                        let tuples = (b(ns1), b(k1)).cmp(&(b(ns2), b(k2)));
-                        let r = KeyRef { ns: ns1, key: k1 };
-                        let at = format!("{ns1:?}/{k1:?} against {ns2:?}/{k2:?}");
-                        assert_eq!(r.compare(&e2), tuples, "{at}");
-                        assert_eq!(e1.cmp(&e2), tuples, "{at}");
-                        assert_eq!(r.equivalent(&e2), ns1 == ns2 && k1 == k2, "{at}");
-                        assert_eq!(e1 == e2, ns1 == ns2 && k1 == k2, "{at}");
-                        // Past ns1: after every key of ns1, before every later namespace.
-                        let past = PastNamespace(ns1).compare(&e2);
-                        let want = if ns1 == ns2 {
-                            Ordering::Greater
-                        } else {
-                            ns1.cmp(ns2)
-                        };
-                        assert_eq!(past, want, "past {at}");
-                    }
-                }
-            }
+    fn put(ns: &[u8], key: &[u8], v: &[u8]) -> Write {
+        Write {
+            ns: b(ns),
+            key: b(key),
+            value: Some(b(v)),
         }
     }
 
     #[test]
-    fn apply_counts_versions_and_keeps_the_newest_history() {
-        let mut s = State::default();
-        let w = |v: &[u8]| Write {
-            ns: b(b"ns"),
-            key: b(b"k"),
-            value: Some(b(v)),
-        };
-        for lsn in 1..=5u64 {
-            assert_eq!(s.apply(&w(&[lsn as u8]), lsn, 0, 3), lsn);
-            s.lsn = lsn;
+    fn snapshots_see_their_lsn_only_and_keep_what_they_read() {
+        let s0 = Table::open(Map::new(), 0, 2);
+        let table = s0.table().clone();
+        let (v, new) = table.apply([put(b"ns", b"k", b"1")].iter(), 1, 0);
+        assert_eq!((v[0].2, new), (1, 1));
+        let s1 = table.snapshot(1, 1);
+        drop(s0);
+        for lsn in 2..=6u64 {
+            let (v, new) = table.apply([put(b"ns", b"k", &[lsn as u8])].iter(), lsn, 0);
+            assert_eq!((v[0].2, new), (lsn, 0));
         }
-        let e = s.get(b"ns", b"k").expect("applied");
-        let kept: Vec<u64> = e.versions().map(|v| v.lsn).collect();
-        assert_eq!(kept, [3, 4, 5], "the last 3 versions, oldest first");
-        assert_eq!(e.version_count(), 3);
+        table.apply([put(b"ns", b"j", b"j")].iter(), 7, 0);
+        let s7 = table.snapshot(7, 2);
+        // s1, alive all along, still reads its state.
+        assert_eq!(s1.get(b"ns", b"k").map(|v| v.lsn), Some(1));
+        assert_eq!(s1.get(b"ns", b"j"), None);
+        assert_eq!(s1.range(b"ns", None, None, false, 0).len(), 1);
+        assert_eq!(s7.version_of(b"ns", b"k"), 6);
+        let lsns =
+            |s: &State| -> Vec<u64> { s.history(b"ns", b"k").iter().map(|v| v.lsn).collect() };
+        assert_eq!(lsns(&s1), [1]);
+        assert_eq!(lsns(&s7), [5, 6]);
+        let keys = s7.range(b"ns", None, None, true, 0);
         assert_eq!(
-            e.older.capacity(),
-            2,
-            "sized for the kept versions, never grown"
+            keys.iter().map(|(k, _)| &**k).collect::<Vec<_>>(),
+            [b"k", b"j"]
         );
-        // A history of one keeps the current version only, with nothing allocated for more.
-        let mut one = State::default();
-        for lsn in 1..=3u64 {
-            assert_eq!(one.apply(&w(&[lsn as u8]), lsn, 0, 1), lsn);
-            one.lsn = lsn;
+        // Once s1 is gone, the next write drops what only it needed.
+        drop(s1);
+        table.apply([put(b"ns", b"k", b"7")].iter(), 8, 0);
+        let map = table.read();
+        let chain = map.get(&KeyRef {
+            ns: b"ns",
+            key: b"k",
+        } as &dyn KeyPair);
+        assert_eq!(
+            chain.map(Chain::len),
+            Some(3),
+            "s7's two versions and the new one"
+        );
+    }
+
+    #[test]
+    fn scans_resume_across_chunks_in_both_directions() {
+        let s = Table::open(Map::new(), 0, 1);
+        let table = s.table().clone();
+        let n = CHUNK_ENTRIES * 2 + 7;
+        let writes: Vec<Write> = (0..n)
+            .map(|i| put(b"ns", format!("{i:06}").as_bytes(), b"v"))
+            .collect();
+        table.apply(writes.iter(), 1, 0);
+        table.apply(
+            [put(b"ns\0", b"", b"x"), put(b"nr", b"z", b"x")].iter(),
+            2,
+            0,
+        );
+        let s = table.snapshot(2, n as u64 + 2);
+        let all = s.range(b"ns", None, None, false, 0);
+        assert_eq!(all.len(), n);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        let back = s.range(b"ns", None, None, true, 0);
+        assert_eq!(back.len(), n);
+        assert_eq!(
+            back.first().map(|(k, _)| k.clone()),
+            all.last().map(|(k, _)| k.clone())
+        );
+        let some = s.range(b"ns", Some(b"000100"), Some(b"002000"), false, 1500);
+        assert_eq!(some.len(), 1500);
+        assert_eq!(&*some[0].0, b"000100");
+        assert!(s.range(b"ns", Some(b"5"), Some(b"1"), false, 0).is_empty());
+        let (mut seen, mut cursor) = (0, None);
+        loop {
+            cursor = s.for_each_chunk(cursor, |_, versions| {
+                seen += 1;
+                assert_eq!(versions.count(), 1);
+                true
+            });
+            if cursor.is_none() {
+                break;
+            }
         }
-        let e = one.get(b"ns", b"k").expect("applied");
-        assert_eq!(e.versions().map(|v| v.lsn).collect::<Vec<_>>(), [3]);
-        assert_eq!(e.older.capacity(), 0);
-        assert_eq!(s.version_of(b"ns", b"k"), 5);
-        assert_eq!(s.version_of(b"ns", b"k\0"), 0);
-        assert_eq!(s.version_of(b"ns\0", b"k"), 0);
+        assert_eq!(seen, n + 2);
     }
 }

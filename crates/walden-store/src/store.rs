@@ -15,17 +15,19 @@
 //! observes a commit that a crash could still take back, and states are published in LSN
 //! order.
 //!
-//! One snapshot per publication, not per commit: a snapshot shares the tree's nodes, and
-//! the next insert into a shared node copies it (with every element in it), so a snapshot
-//! per commit made every commit copy whole paths of the tree.
+//! A commit applies its versions in place, in the one shared map (state.rs); the state a
+//! publisher makes visible is a snapshot at an LSN, which readers resolve versions against.
+//! One registered snapshot per publication, not per commit.
 
+use crate::chain::Version;
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
 use crate::error::{lossy, Error, Result};
 use crate::gather::{Gathering, TurnCounts, TurnPolicy};
+use crate::keys::MapKey;
 use crate::limits::Limits;
 use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
-use crate::state::{final_writes, Entry, MapKey, State, Version};
+use crate::state::{final_writes, newest, Map, State, Table};
 use crate::txn::{Precondition, Scan, Transaction, Versioned};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -173,10 +175,18 @@ pub(crate) struct CommitRequest {
     pub first_spill_lsn: u64,
 }
 
+/// The newest commit applied: its LSN, and the keys (tombstones included) the state holds
+/// with it.
+#[derive(Debug, Clone, Copy)]
+struct Tip {
+    lsn: u64,
+    keys: u64,
+}
+
 /// Guarded by the commit mutex.
 struct CommitState {
-    /// Every commit appended so far, applied; `latest.lsn` is the newest commit's LSN.
-    latest: State,
+    /// Every commit appended so far is applied to the table; this is the newest.
+    tip: Tip,
     /// Transactions with spilled writes: first spill LSN, and commit LSN once committed.
     /// Entries of published commits are dropped lazily, by a later commit.
     spills: BTreeMap<u64, (u64, Option<u64>)>,
@@ -204,10 +214,11 @@ pub(crate) struct StoreInner {
     checkpoint_dir: PathBuf,
     wal: Wal,
     commit: Mutex<CommitState>,
-    /// A copy of `latest` as the last commit left it, for the next publisher. A commit
-    /// empties it while it applies (a copy kept then would make the apply copy every node
-    /// it touches), holding this lock meanwhile. Locked after the commit mutex, or alone.
-    newest: Mutex<Option<State>>,
+    /// Every key and its versions, applied or published (state.rs).
+    table: Arc<Table>,
+    /// `CommitState::tip` as the last commit left it, for the next publisher (which must not
+    /// queue on the commit mutex). Locked after the commit mutex, or alone.
+    newest: Mutex<Tip>,
     publish: Mutex<PublishState>,
     /// Applied commits, counted for the gathering publisher (see `crate::gather`).
     gathering: Gathering,
@@ -307,25 +318,35 @@ impl Store {
             progress,
         )?;
         let bytes_now = wal.bytes_appended();
+        let state = Table::open(
+            recovered.map,
+            recovered.lsn,
+            options.limits.history_versions,
+        );
+        let tip = Tip {
+            lsn: state.lsn(),
+            keys: state.keys(),
+        };
         let inner = Arc::new(StoreInner {
             checkpoint_dir,
             storage,
             commit: Mutex::new(CommitState {
-                latest: recovered.state.clone(),
+                tip,
                 spills: BTreeMap::new(),
             }),
-            newest: Mutex::new(Some(recovered.state.clone())),
+            table: state.table().clone(),
+            newest: Mutex::new(tip),
             publish: Mutex::new(PublishState {
                 publishing: None,
                 turns: 0,
-                published_lsn: recovered.state.lsn,
+                published_lsn: tip.lsn,
                 waiters: Waiters::default(),
                 policy: TurnPolicy::default(),
             }),
             gathering: Gathering::default(),
-            published_lsn: AtomicU64::new(recovered.state.lsn),
+            published_lsn: AtomicU64::new(tip.lsn),
             published_event: event_listener::Event::new(),
-            visible: RwLock::new(recovered.state),
+            visible: RwLock::new(state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
             checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
             last_checkpoint: Mutex::new((Instant::now(), bytes_now)),
@@ -406,8 +427,7 @@ impl Store {
 
     /// The current value of a key.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Versioned> {
-        let state = self.visible();
-        Versioned::from_version(state.get(ns, key)?.current())
+        Versioned::from_version(&self.visible().get(ns, key)?)
     }
 
     /// The current version of a key, including tombstones (0: never written).
@@ -417,10 +437,7 @@ impl Store {
 
     /// The key's last versions, oldest first, tombstones included (`value: None`).
     pub fn history(&self, ns: &[u8], key: &[u8]) -> Vec<Version> {
-        self.visible()
-            .get(ns, key)
-            .map(|e| e.versions().cloned().collect())
-            .unwrap_or_default()
+        self.visible().history(ns, key)
     }
 
     /// Live keys of `ns` that `scan` selects, in key order (or reversed).
@@ -493,7 +510,6 @@ impl Store {
     /// durability here; [`Store::finish_commit`] or a deferred commit's `durable` does.
     pub(crate) fn log_and_apply(&self, req: CommitRequest) -> Result<(u64, KeyVersions)> {
         self.check_open()?;
-        let history = self.inner.options.limits.history_versions;
         // Encoded before the commit mutex: it is the store's one point of serialisation.
         let time = now_ms();
         let tail = req.writes.get(req.unspilled_from..).unwrap_or_default();
@@ -504,52 +520,49 @@ impl Store {
         let batch = records
             .get(usize::from(writes_record.is_none())..)
             .unwrap_or_default();
-        let commit_lsn;
-        let mut versions = Vec::new();
-        {
-            let mut c = lock(&self.inner.commit);
-            let checked = check_preconditions(&c.latest, &req.preconditions)
-                .and_then(|()| check_conflicts(&c.latest, &req));
-            let currents = match checked {
-                Ok(currents) => currents,
-                Err(e) => {
-                    // Refused: this transaction will never commit. If it spilled, end it like
-                    // an abort (an `Abort` record, and out of `spills`); otherwise its first
-                    // spill would hold every later checkpoint's redo start, and so the log's
-                    // head, forever (found by tests/checkpoint_crash.rs).
-                    drop(c);
-                    self.abort(req.txn_id, req.first_spill_lsn);
-                    return Err(e);
-                }
-            };
-            let first = self.inner.wal.append_batch(batch, Durability::Buffered)?;
-            commit_lsn = first.get() + batch.len() as u64 - 1;
-            // Nothing fails from here to the end of the critical section, which leaves a copy
-            // of `latest` in `newest` again.
-            let mut newest = lock(&self.inner.newest);
-            drop(newest.take());
-            // One version per key: its last write in this transaction (see final_writes).
-            versions.reserve_exact(currents.len());
-            for (w, current) in currents {
-                let v = c
-                    .latest
-                    .apply_over(w, current.as_deref(), commit_lsn, time, history);
-                versions.push((w.ns.clone(), w.key.clone(), v));
-            }
-            c.latest.lsn = commit_lsn;
-            *newest = Some(c.latest.clone());
-            drop(newest);
-            self.inner.gathering.applied_one();
-            if !c.spills.is_empty() {
-                if let Some(s) = c.spills.get_mut(&req.txn_id) {
-                    s.1 = Some(commit_lsn);
-                }
-                // Spills of commits already visible: no checkpoint needs them any more.
-                let published = self.inner.published_lsn.load(Ordering::Acquire);
-                c.spills
-                    .retain(|_, (_, commit)| commit.is_none_or(|l| l > published));
-            }
+        let mut c = lock(&self.inner.commit);
+        let checked = {
+            // Read-locked only: only commits write, and they queue on the commit mutex.
+            let map = self.inner.table.read();
+            check_preconditions(&map, &req.preconditions).and_then(|()| check_conflicts(&map, &req))
+        };
+        if let Err(e) = checked {
+            // Refused: this transaction will never commit. If it spilled, end it like an
+            // abort (an `Abort` record, and out of `spills`); otherwise its first spill
+            // would hold every later checkpoint's redo start, and so the log's head,
+            // forever (found by tests/checkpoint_crash.rs).
+            drop(c);
+            self.abort(req.txn_id, req.first_spill_lsn);
+            return Err(e);
         }
+        let first = self.inner.wal.append_batch(batch, Durability::Buffered)?;
+        let commit_lsn = first.get() + batch.len() as u64 - 1;
+        // Nothing fails from here to the end of the critical section.
+        // One version per key: its last write in this transaction (see final_writes).
+        let writes = req.final_writes.iter().filter_map(|&i| req.writes.get(i));
+        // Exactly `final_writes.len()`: they index `writes`.
+        let (versions, new_keys) = self.inner.table.apply(writes, commit_lsn, time);
+        debug_assert_eq!(
+            versions.len(),
+            req.final_writes.len(),
+            "indexes into writes"
+        );
+        c.tip = Tip {
+            lsn: commit_lsn,
+            keys: c.tip.keys + new_keys,
+        };
+        *lock(&self.inner.newest) = c.tip;
+        self.inner.gathering.applied_one();
+        if !c.spills.is_empty() {
+            if let Some(s) = c.spills.get_mut(&req.txn_id) {
+                s.1 = Some(commit_lsn);
+            }
+            // Spills of commits already visible: no checkpoint needs them any more.
+            let published = self.inner.published_lsn.load(Ordering::Acquire);
+            c.spills
+                .retain(|_, (_, commit)| commit.is_none_or(|l| l > published));
+        }
+        drop(c);
         Ok((commit_lsn, versions))
     }
 
@@ -577,13 +590,13 @@ impl Store {
         StoreStatus {
             appended_lsn: Lsn(wal.next_lsn().get() - 1),
             durable_lsn: wal.durable_lsn(),
-            visible_lsn: Lsn(visible.lsn),
+            visible_lsn: Lsn(visible.lsn()),
             checkpoint_lsn: Lsn(lock(&self.inner.checkpointing)
                 .front()
                 .map_or(0, |m| m.checkpoint_lsn)),
             log_first_lsn: wal.first_lsn(),
             log_segments: wal.segments().len(),
-            keys: visible.map.len() as u64,
+            keys: visible.keys(),
             last_checkpoint_error: lock(&self.inner.last_checkpoint_error).clone(),
         }
     }
@@ -661,7 +674,7 @@ impl StoreInner {
             let at_snapshot = self.gathering.applied();
             let state = self.newest_state();
             debug_assert!(
-                state.lsn >= lsn,
+                state.lsn() >= lsn,
                 "the snapshot holds the publisher's commit"
             );
             guard.counts = Some(TurnCounts {
@@ -678,26 +691,30 @@ impl StoreInner {
         }
     }
 
-    /// The newest state the commits left.
-    pub(crate) fn newest_state(&self) -> State {
-        let newest = lock(&self.newest).clone();
-        // `None`: a commit's apply unwound; `latest` is what the commit mutex protects.
-        newest.unwrap_or_else(|| lock(&self.commit).latest.clone())
+    /// LSN of the newest commit applied.
+    pub(crate) fn applied_lsn(&self) -> u64 {
+        lock(&self.newest).lsn
+    }
+
+    /// A snapshot of the newest state the commits left, registered (state.rs: snapshots
+    /// are registered in LSN order; only the publisher of the running turn takes them).
+    fn newest_state(&self) -> State {
+        let tip = *lock(&self.newest);
+        self.table.snapshot(tip.lsn, tip.keys)
     }
 
     /// A turn's work: waits until `state` is durable (under `Sync`) and makes it visible;
     /// returns its LSN.
     fn publish(&self, state: State) -> Result<u64> {
-        let lsn = state.lsn;
+        let lsn = state.lsn();
         if self.options.durability == Durability::Sync {
             self.wal.wait_durable(Lsn(lsn))?;
         }
         let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
-        debug_assert!(visible.lsn <= lsn, "states are published in LSN order");
+        debug_assert!(visible.lsn() <= lsn, "states are published in LSN order");
         let old = std::mem::replace(&mut *visible, state);
         drop(visible);
-        // Outside the lock: dropping the last reference to the old state frees the nodes
-        // only it held.
+        // Outside the lock (dropping a snapshot only lets versions go at the next write).
         drop(old);
         Ok(lsn)
     }
@@ -718,14 +735,14 @@ impl StoreInner {
             let needed = c
                 .spills
                 .values()
-                .filter(|(_, commit)| commit.is_none_or(|l| l > state.lsn));
+                .filter(|(_, commit)| commit.is_none_or(|l| l > state.lsn()));
             let redo_start = needed
                 .map(|(first, _)| *first)
                 .min()
                 .unwrap_or(u64::MAX)
-                .min(state.lsn + 1);
+                .min(state.lsn() + 1);
             let meta = CheckpointMeta {
-                checkpoint_lsn: state.lsn,
+                checkpoint_lsn: state.lsn(),
                 redo_start_lsn: redo_start,
                 next_txn_id: self.next_txn_id.load(Ordering::Relaxed),
             };
@@ -759,16 +776,16 @@ impl StoreInner {
         Ok(CheckpointInfo {
             lsn: Lsn(meta.checkpoint_lsn),
             redo_start_lsn: Lsn(meta.redo_start_lsn),
-            keys: state.map.len() as u64,
+            keys: state.keys(),
             log_first_lsn: self.wal.first_lsn(),
             path,
         })
     }
 }
 
-fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result<()> {
+fn check_preconditions(map: &Map, pres: &[(MapKey, Precondition)]) -> Result<()> {
     for ((ns, key), pre) in pres {
-        let current = state.get(ns, key).map(|e| e.current());
+        let current = newest(map, ns, key);
         let version = current.map_or(0, |v| v.version);
         let ok = match pre {
             Precondition::Absent => current.is_none_or(|v| v.value.is_none()),
@@ -790,35 +807,26 @@ fn check_preconditions(state: &State, pres: &[(MapKey, Precondition)]) -> Result
     Ok(())
 }
 
-/// A write that takes effect, with its key's entry in the state it applies to.
-type WriteOver<'r> = (&'r Write, Option<Arc<Entry>>);
-
-/// First committer wins: each write that takes effect, with its key's entry in `latest`
-/// (looked up once here, reused to apply), or `Error::Conflict` if another transaction
-/// committed the key after the snapshot.
+/// First committer wins: `Error::Conflict` if another transaction committed a key this one
+/// writes after its snapshot.
 ///
-/// A key changed since the snapshot exactly when its current version's commit LSN is above
-/// the snapshot's LSN: versions carry their commit's LSN, and a state at LSN `s` holds every
-/// commit at or below `s` and none above (`State::apply_over` asserts the order). This saves
-/// looking every key up in the snapshot as well.
-fn check_conflicts<'r>(latest: &State, req: &'r CommitRequest) -> Result<Vec<WriteOver<'r>>> {
+/// A key changed since the snapshot exactly when its newest version's commit LSN is above
+/// the snapshot's LSN: versions carry their commit's LSN, and a snapshot at LSN `s` sees
+/// every commit at or below `s` and none above.
+fn check_conflicts(map: &Map, req: &CommitRequest) -> Result<()> {
     debug_assert!(
         final_writes(&req.writes).eq(req.final_writes.iter().filter_map(|&i| req.writes.get(i))),
         "the transaction's final writes are state::final_writes"
     );
-    let mut out = Vec::with_capacity(req.final_writes.len());
     for w in req.final_writes.iter().filter_map(|&i| req.writes.get(i)) {
-        let current = latest.get(&w.ns, &w.key);
-        if current.is_some_and(|e| e.current().lsn > req.snapshot_lsn) {
+        if newest(map, &w.ns, &w.key).is_some_and(|v| v.lsn > req.snapshot_lsn) {
             return Err(Error::Conflict {
                 ns: lossy(&w.ns),
                 key: lossy(&w.key),
             });
         }
-        out.push((w, current.cloned()));
     }
-    debug_assert_eq!(out.len(), req.final_writes.len(), "indexes into writes");
-    Ok(out)
+    Ok(())
 }
 
 /// Ends a publisher's turn, even if it unwinds: records what it published, then wakes one

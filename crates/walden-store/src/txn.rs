@@ -1,10 +1,12 @@
 //! Transactions: snapshot reads, buffered writes (read-your-writes), preconditions, and
 //! commit with first-committer-wins conflict detection (snapshot isolation).
 
+use crate::chain::Version;
 use crate::codec::{Bytes, Write};
 use crate::deferred::PendingCommit;
 use crate::error::{Error, Result};
-use crate::state::{MapKey, State, Version};
+use crate::keys::MapKey;
+use crate::state::State;
 use crate::store::{CommitInfo, Store};
 use std::collections::{BTreeMap, HashMap};
 
@@ -176,8 +178,7 @@ impl<'s> Transaction<'s> {
                 commit_time_ms: 0,
             });
         }
-        let entry = self.snapshot.get(ns, key)?;
-        Versioned::from_version(entry.current())
+        Versioned::from_version(&self.snapshot.get(ns, key)?)
     }
 
     /// Live keys of `ns` selected by `scan`, merged with this transaction's own writes.
@@ -204,17 +205,22 @@ impl<'s> Transaction<'s> {
             })
             .collect();
         if own.is_empty() {
-            let rows = self
-                .snapshot
-                .range(ns, start.as_deref(), end.as_deref(), scan.reverse);
-            return take(
-                rows.filter_map(|(k, v)| Some((k, Versioned::from_version(&v)?))),
+            let rows = self.snapshot.range(
+                ns,
+                start.as_deref(),
+                end.as_deref(),
+                scan.reverse,
                 scan.limit,
             );
+            return rows
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, Versioned::from_version(&v)?)))
+                .collect();
         }
         let mut merged: BTreeMap<Bytes, Versioned> = self
             .snapshot
-            .range(ns, start.as_deref(), end.as_deref(), false)
+            .range(ns, start.as_deref(), end.as_deref(), false, 0)
+            .into_iter()
             .filter_map(|(k, v)| Some((k, Versioned::from_version(&v)?)))
             .collect();
         for (k, v) in own {
@@ -363,7 +369,7 @@ impl<'s> Transaction<'s> {
             writes: std::mem::take(&mut self.writes),
             final_writes,
             unspilled_from: self.unspilled_from,
-            snapshot_lsn: self.snapshot.lsn,
+            snapshot_lsn: self.snapshot.lsn(),
             preconditions: std::mem::take(&mut self.preconditions),
             first_spill_lsn: self.first_spill_lsn,
         }
