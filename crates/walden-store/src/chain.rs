@@ -62,7 +62,10 @@ impl Chain {
         if self.newest.lsn <= lsn {
             return Some(&self.newest);
         }
-        self.older.iter().rev().find(|v| v.lsn <= lsn)
+        // Binary search: a long snapshot reading a hot key would otherwise walk every
+        // version written since it began (found in review).
+        let seen = self.older.partition_point(|v| v.lsn <= lsn);
+        seen.checked_sub(1).and_then(|i| self.older.get(i))
     }
 
     /// The last `history` versions a snapshot at `lsn` sees, oldest first (empty when the
@@ -104,6 +107,10 @@ impl Chain {
         let drop = at_or_below.saturating_sub(history).min(self.older.len());
         if drop > 0 {
             self.older.drain(..drop);
+            // Give back what a long snapshot made the list grow to (found in review).
+            if self.older.capacity() > 4 * self.older.len() + 8 {
+                self.older.shrink_to(2 * self.older.len());
+            }
         }
     }
 }
@@ -165,5 +172,20 @@ mod tests {
         assert_eq!(lsns(one.all()), [2, 3]);
         one.push(v(4, 4), 1, || 3);
         assert_eq!(lsns(one.all()), [3, 4]);
+    }
+
+    #[test]
+    fn a_list_grown_under_a_long_snapshot_shrinks_once_it_ends() {
+        let mut c = Chain::first(v(1, 1));
+        for n in 2..=10_000u64 {
+            c.push(v(n, n), 2, || 1);
+        }
+        // Every version between them is found by the snapshot at each LSN.
+        for lsn in [1, 2, 5_000, 9_999] {
+            assert_eq!(c.at(lsn).map(|v| v.lsn), Some(lsn));
+        }
+        c.push(v(10_001, 10_001), 2, || 10_001);
+        assert_eq!(lsns(c.all()), [10_000, 10_001]);
+        assert!(c.older.capacity() <= 16, "capacity {}", c.older.capacity());
     }
 }

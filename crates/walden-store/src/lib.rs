@@ -48,7 +48,7 @@ pub use codec::{Bytes, Write};
 pub use deferred::PendingCommit;
 pub use error::{Error, Result};
 pub use feed::{ChangeFeed, CommittedTxn};
-pub use limits::Limits;
+pub use limits::{Limits, HISTORY_VERSIONS_MAX};
 pub use recovery::{StoreRecoveryProgress, StoreRecoveryReport};
 pub use store::{CheckpointInfo, CommitInfo, Store, StoreOptions, StoreStatus};
 pub use txn::{Precondition, Scan, Transaction, Versioned};

@@ -25,7 +25,7 @@ use crate::codec::{encode_abort, encode_commit, encode_writes, Bytes, Write};
 use crate::error::{lossy, Error, Result};
 use crate::gather::{Gathering, TurnCounts, TurnPolicy};
 use crate::keys::MapKey;
-use crate::limits::Limits;
+use crate::limits::{Limits, HISTORY_VERSIONS_MAX};
 use crate::recovery::{recover, StoreRecoveryProgress, StoreRecoveryReport};
 use crate::state::{final_writes, newest, Map, State, Table};
 use crate::txn::{Precondition, Scan, Transaction, Versioned};
@@ -275,6 +275,12 @@ impl Store {
     ) -> Result<Store> {
         options.log.dir = options.dir.join("log");
         options.limits.history_versions = options.limits.history_versions.max(1);
+        if options.limits.history_versions > HISTORY_VERSIONS_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "history_versions is at most {HISTORY_VERSIONS_MAX} (a checkpoint counts a key's versions in 16 bits), not {}",
+                options.limits.history_versions
+            )));
+        }
         let checkpoint_dir = options.dir.join("checkpoints");
         storage.create_dir_all(&checkpoint_dir).map_err(|e| {
             Error::Log(walden_log::Error::Io {
@@ -535,7 +541,16 @@ impl Store {
             self.abort(req.txn_id, req.first_spill_lsn);
             return Err(e);
         }
-        let first = self.inner.wal.append_batch(batch, Durability::Buffered)?;
+        let first = match self.inner.wal.append_batch(batch, Durability::Buffered) {
+            Ok(first) => first,
+            Err(e) => {
+                // As for a refused commit: a spilled transaction whose commit record was not
+                // appended must leave `spills`, or it holds the log's head (found in review).
+                drop(c);
+                self.abort(req.txn_id, req.first_spill_lsn);
+                return Err(e.into());
+            }
+        };
         let commit_lsn = first.get() + batch.len() as u64 - 1;
         // Nothing fails from here to the end of the critical section.
         // One version per key: its last write in this transaction (see final_writes).
