@@ -23,6 +23,8 @@
 //! All paths are absolute or relative to the process working directory; the engine only
 //! ever passes paths inside the log directory.
 
+#[cfg(target_os = "linux")]
+mod direct_zeroes;
 mod sim;
 mod std_fs;
 

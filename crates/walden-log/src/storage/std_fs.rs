@@ -1,5 +1,7 @@
 //! The real file system, through `std::fs` and positional I/O (`pread`/`pwrite`).
 
+#[cfg(target_os = "linux")]
+use super::direct_zeroes::write_zeroes_direct;
 use super::{DirLock, OpenMode, Storage, StorageFile};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -10,9 +12,10 @@ use std::sync::Arc;
 /// [`Storage`] on the operating system's file system. `sync_data` is `fdatasync(2)`,
 /// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`,
 /// `advise_sequential` and `prefetch` are `posix_fadvise` (`POSIX_FADV_SEQUENTIAL`,
-/// `POSIX_FADV_WILLNEED`), `allocate` and
-/// `write_zeroes` are `fallocate(2)` (mode 0 and `FALLOC_FL_WRITE_ZEROES`; on other systems
-/// than Linux, the hints do nothing and both report `Unsupported`).
+/// `POSIX_FADV_WILLNEED`), `allocate` is `fallocate(2)` mode 0, and `write_zeroes` is
+/// `fallocate(2)` with `FALLOC_FL_WRITE_ZEROES`, or where that is not supported, `O_DIRECT`
+/// writes of zeros (see `direct_zeroes`). On other systems than Linux, the hints do nothing
+/// and both `allocate` and `write_zeroes` report `Unsupported`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
 
@@ -61,7 +64,12 @@ impl StorageFile for StdFile {
     }
 
     fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
-        fallocate(&self.0, Fallocate::WriteZeroes, offset, len_bytes)
+        match fallocate(&self.0, Fallocate::WriteZeroes, offset, len_bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                write_zeroes_direct(&self.0, offset, len_bytes)
+            }
+            other => other,
+        }
     }
 
     fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
@@ -140,6 +148,14 @@ fn fallocate(_file: &File, how: Fallocate, _offset: u64, _len_bytes: u64) -> io:
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         format!("fallocate {how:?} is Linux only"),
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_zeroes_direct(_file: &File, _offset: u64, _len_bytes: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "direct zero-filling is Linux only",
     ))
 }
 
