@@ -57,7 +57,8 @@ pub enum RecoveryMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preallocation {
     /// Write zeros over the whole file and sync them before the writer gets it
-    /// (`FALLOC_FL_WRITE_ZEROES` where the kernel and device support it, else 1 MiB writes):
+    /// (`FALLOC_FL_WRITE_ZEROES` where the kernel and device support it, else `O_DIRECT`
+    /// writes of zeros, else buffered 1 MiB writes):
     /// a durable append then overwrites written blocks and its `fdatasync` writes data only.
     /// Costs writing every segment twice; a writer faster than the disk waits for zeros.
     /// The default: the only way whose acknowledgements survive a journal abort.

@@ -7,8 +7,9 @@
 //!
 //! - **zero-filled**: zeros written and synced over the whole file, so a later durable append
 //!   overwrites written blocks and its `fdatasync` needs no metadata journal commit. One
-//!   `fallocate(FALLOC_FL_WRITE_ZEROES)` where the kernel and device can (remembered when
-//!   they cannot), else 1 MiB writes (synced every 8 MiB when the fill may be cut over).
+//!   `fallocate(FALLOC_FL_WRITE_ZEROES)` where the kernel and device can, else `O_DIRECT`
+//!   writes from one zero buffer (both are the storage's `write_zeroes`; remembered when it
+//!   cannot), else buffered 1 MiB writes (synced every 8 MiB when the fill may be cut over).
 //! - **reserved**: blocks reserved without being written (`fallocate`, else `set_len`), then
 //!   synced: no data written, but the appends' syncs commit block metadata.
 //! - **adaptive** (the default): zero-filled, unless the writer takes segments faster than
