@@ -5,17 +5,18 @@
 //! header and first frame header (their old frames are salted with the old identity and can
 //! never verify again). New files are made as [`Preallocation`] says:
 //!
-//! - **zero-filled**: zeros written and synced over the whole file, so a later durable append
+//! - **zero-filled** (the default): zeros written and synced over the whole file, so a later durable append
 //!   overwrites written blocks and its `fdatasync` needs no metadata journal commit. One
 //!   `fallocate(FALLOC_FL_WRITE_ZEROES)` where the kernel and device can, else `O_DIRECT`
 //!   writes from one zero buffer (both are the storage's `write_zeroes`; remembered when it
 //!   cannot), else buffered 1 MiB writes (synced every 8 MiB when the fill may be cut over).
 //! - **reserved**: blocks reserved without being written (`fallocate`, else `set_len`), then
 //!   synced: no data written, but the appends' syncs commit block metadata.
-//! - **adaptive** (the default): zero-filled, unless the writer takes segments faster than
+//! - **adaptive**: zero-filled, unless the writer takes segments faster than
 //!   the last zero-fill's pace could make them (it would wait, and the disk would write every
 //!   byte twice), or is waiting right now. A zero-fill under way when the writer starts
-//!   waiting is cut over: the unsynced zeros are cut off, the rest reserved.
+//!   waiting is cut over: the unsynced zeros are cut off, the rest reserved (only with the
+//!   buffered fallback: the storage's `write_zeroes` fills a whole file in one call).
 //!
 //! Rotation then costs the writer no system call. Ids of prepared segments are always above
 //! every initialized segment's id, and the writer takes the lowest, so a blank file never
