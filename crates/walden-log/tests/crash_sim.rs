@@ -25,7 +25,7 @@
 //!    at each of the recovery's own storage calls, then a crash with a random pattern, then
 //!    a clean open that must again satisfy the model of step 3.
 //!
-//! A "crash state" (the count each test asserts, at least [`STATES_PER_TEST`]) is one
+//! A "crash state" (the count each test asserts, at least its share of [`BUDGET`]) is one
 //! (workload crash point, damage pattern) pair; the crashes of steps 4 and 5 are counted
 //! apart. Workloads: `single_writer`, `concurrent_durable_writers`, `rotation_heavy` and
 //! `truncation_with_recycling`, each documented at its generator below. Every fourth seed
@@ -62,19 +62,10 @@ use walden_testkit::seeds::{mix, rng_for};
 use walden_testkit::simfs::{damage_name, random_damage, Snapshot};
 use walden_testkit::sweep::{self, CrashState, Stop, Sweep, Tally};
 
-/// The `#[test]` functions in this file, each a workload.
-const TESTS: u64 = 4;
-
-/// Crash states (workload crash point x damage pattern) each test checks at least, per run.
-const STATES_PER_TEST: u64 = 4_000;
-
-const _: () = assert!(
-    TESTS * STATES_PER_TEST >= 10_000,
-    "the file must check 10,000 states"
-);
-
-/// How many failure messages a test prints in full (it counts all of them).
-const FAILURES_SHOWN: usize = 4;
+/// The `#[test]` functions in this file (4, each a workload), the crash states (workload
+/// crash point x damage pattern) each checks at least per run (4,000), and how many failure
+/// messages a test prints in full (4; it counts all of them).
+const BUDGET: sweep::Budget = sweep::Budget::new(4, 4_000, 4);
 
 /// One call a single-threaded workload makes.
 #[derive(Debug, Clone)]
@@ -533,14 +524,7 @@ fn crash_during_recovery(
 /// Runs seeds of one workload until this test's share of crash states is checked (or only
 /// the replayed seed), then reports, and fails with the first messages if anything failed.
 fn run_test(test: &'static str, base_seed: u64, make: fn(&'static str, u64) -> Workload) {
-    let plan = sweep::Plan {
-        test,
-        base_seed,
-        tests_in_file: TESTS,
-        states_per_test: STATES_PER_TEST,
-        failures_shown: FAILURES_SHOWN,
-    };
-    let outcome = sweep::run(&mut LogSweep { test, make }, &plan);
+    let outcome = sweep::run(&mut LogSweep { test, make }, test, base_seed, &BUDGET);
     outcome.print("");
     outcome.assert_passed();
 }

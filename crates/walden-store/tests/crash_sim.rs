@@ -70,16 +70,10 @@ use walden_testkit::seeds::rng_for;
 use walden_testkit::simfs::{damage_name, random_damage, Snapshot};
 use walden_testkit::sweep::{self, CrashState, Stop, Sweep, Tally};
 
-/// The `#[test]` functions in this file, each a kind of workload.
-const TESTS: u64 = 4;
-
-/// Crash states (crash point x damage pattern) each test checks at least, per run.
-const STATES_PER_TEST: u64 = 2_600;
-
-const _: () = assert!(
-    TESTS * STATES_PER_TEST >= 10_000,
-    "the file must check 10,000 states"
-);
+/// The `#[test]` functions in this file (4, each a kind of workload), the crash states
+/// (crash point x damage pattern) each checks at least per run (2,600), and how many
+/// failure messages a test prints in full (3; it counts all of them).
+const BUDGET: sweep::Budget = sweep::Budget::new(4, 2_600, 3);
 
 /// In a normal run, the crash-during-recovery sweep covers one state in this many (picked
 /// by the state's seed); a soak covers every state.
@@ -88,9 +82,6 @@ const RECOVERY_SWEEP_STRIDE: u64 = 50;
 /// In a normal run, one state in this many (picked by the state's seed) also runs round two
 /// (recovery after recovery); a soak runs it on every state.
 const ROUND_TWO_STRIDE: u64 = 2;
-
-/// How many failure messages a test prints in full (it counts all of them).
-const FAILURES_SHOWN: usize = 3;
 
 /// Versions kept per key in every workload (small, so history trimming is exercised).
 const HISTORY: usize = 3;
@@ -1071,13 +1062,6 @@ fn run_test(
     make: fn(&'static str, u64) -> Workload,
     cover: &[&str],
 ) {
-    let plan = sweep::Plan {
-        test,
-        base_seed,
-        tests_in_file: TESTS,
-        states_per_test: STATES_PER_TEST,
-        failures_shown: FAILURES_SHOWN,
-    };
     let mut s = StoreSweep {
         test,
         make,
@@ -1086,7 +1070,7 @@ fn run_test(
         in_checkpoint: 0,
         checkpoint_calls: Vec::new(),
     };
-    let outcome = sweep::run(&mut s, &plan);
+    let outcome = sweep::run(&mut s, test, base_seed, &BUDGET);
     outcome.print(&format!(" ({} inside checkpoints)", s.in_checkpoint));
     println!("{test}: the dry runs exercised {:?}", s.cover);
     outcome.assert_passed();

@@ -105,19 +105,34 @@ impl CrashState {
     }
 }
 
-/// The constants of one `#[test]` that runs a sweep.
+/// Crash states a test file of sweeps checks at least per run (ENGINEERING.md, row 7).
+pub const FILE_STATES_MIN: u64 = 10_000;
+
+/// The constants of a test file of sweeps.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
-    /// The `#[test]` function's name (printed, and part of the replay command).
-    pub test: &'static str,
-    /// The first seed of a normal run; the next ones follow it.
-    pub base_seed: u64,
+pub struct Budget {
     /// How many `#[test]` functions of the file run sweeps (they share a soak's states).
     pub tests_in_file: u64,
-    /// Crash states this test checks at least, per run.
+    /// Crash states each test checks at least, per run.
     pub states_per_test: u64,
-    /// How many failure messages are printed in full (all are counted).
+    /// How many failure messages a test prints in full (all are counted).
     pub failures_shown: usize,
+}
+
+impl Budget {
+    /// The budget of a file; used in a `const`, it fails the build when the file's tests
+    /// together would check fewer than [`FILE_STATES_MIN`] crash states.
+    pub const fn new(tests_in_file: u64, states_per_test: u64, failures_shown: usize) -> Self {
+        assert!(
+            tests_in_file * states_per_test >= FILE_STATES_MIN,
+            "the file must check 10,000 states"
+        );
+        Budget {
+            tests_in_file,
+            states_per_test,
+            failures_shown,
+        }
+    }
 }
 
 /// Counts of one test's run, and its failures.
@@ -133,7 +148,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts a failure; keeps its message if fewer than the plan's share are kept.
+    /// Counts a failure; keeps its message if fewer than the budget's are kept.
     pub fn fail(&mut self, message: String) {
         self.failure_count += 1;
         if self.failures.len() < self.failures_shown {
@@ -147,19 +162,25 @@ impl Tally {
     }
 }
 
-/// Runs seeds of one workload until the plan's share of crash states is checked (or only
-/// the replayed seed); a normal run stops at the first seed with a failure. Report and
-/// verdict are the caller's: [`Outcome::print`], [`Outcome::assert_passed`].
-pub fn run<S: Sweep>(sweep: &mut S, plan: &Plan) -> Outcome {
+/// Runs seeds of the `#[test]` function `test`'s workload, from `base_seed` on, until its
+/// share of crash states is checked (or only the replayed seed); a normal run stops at the
+/// first seed with a failure. Report and verdict are the caller's: [`Outcome::print`],
+/// [`Outcome::assert_passed`].
+pub fn run<S: Sweep>(
+    sweep: &mut S,
+    test: &'static str,
+    base_seed: u64,
+    budget: &Budget,
+) -> Outcome {
     let started = Instant::now();
     let replay = env_u64(CRASH_SEED_VAR);
     let soak_total = env_u64(CRASH_STATES_VAR);
     let soak = soak_total.is_some() && replay.is_none();
-    let share = soak_total.map_or(plan.states_per_test, |n| {
-        n.div_ceil(plan.tests_in_file).max(plan.states_per_test)
+    let share = soak_total.map_or(budget.states_per_test, |n| {
+        n.div_ceil(budget.tests_in_file).max(budget.states_per_test)
     });
     let mut tally = Tally {
-        failures_shown: plan.failures_shown,
+        failures_shown: budget.failures_shown,
         ..Tally::default()
     };
     let seeds = match replay {
@@ -170,13 +191,10 @@ pub fn run<S: Sweep>(sweep: &mut S, plan: &Plan) -> Outcome {
         None => {
             let first_seed = if soak {
                 let start: u64 = rand::random::<u32>().into();
-                println!(
-                    "{}: soak of {share} crash states from seed {start}",
-                    plan.test
-                );
+                println!("{}: soak of {share} crash states from seed {start}", test);
                 start
             } else {
-                plan.base_seed
+                base_seed
             };
             let mut seeds = 0;
             while tally.states < share {
@@ -191,7 +209,7 @@ pub fn run<S: Sweep>(sweep: &mut S, plan: &Plan) -> Outcome {
     };
     let total = STATES_CHECKED.fetch_add(tally.states, Ordering::Relaxed) + tally.states;
     Outcome {
-        test: plan.test,
+        test,
         tally,
         seeds,
         elapsed: started.elapsed(),
@@ -352,4 +370,37 @@ pub enum Stop {
     Died(String),
     /// A breach of the contract seen while running (a wrong LSN, a wrong outcome, ...).
     Violation(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failure messages name the state and the environment that replays it.
+    #[test]
+    fn a_failure_names_its_state_and_replay() {
+        let state = CrashState {
+            point: 7,
+            calls: 40,
+            damage: CrashDamage::TornPrefix,
+            damage_index: 5,
+            seed: 99,
+            workload_seed: 1_003,
+        };
+        assert_eq!(
+            state.failure("t", "recovery", "lost LSN 3"),
+            "crash_sim FAILURE in workload `t`, seed 1003, crash point 7 of 40 storage calls, \
+             damage TornPrefix; stage: recovery\n  lost LSN 3"
+        );
+        assert_eq!(
+            state.replay_vars(),
+            "WALDEN_CRASH_SEED=1003 WALDEN_CRASH_POINT=7"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "the file must check 10,000 states")]
+    fn a_budget_below_the_file_minimum_is_refused() {
+        let _ = Budget::new(4, 2_000, 1);
+    }
 }
