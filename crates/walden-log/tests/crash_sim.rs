@@ -335,6 +335,7 @@ struct LogSweep {
 
 impl Sweep for LogSweep {
     type Workload = Workload;
+    type Run = Run;
 
     fn make(&self, seed: u64) -> Workload {
         (self.make)(self.test, seed)
@@ -367,11 +368,41 @@ impl Sweep for LogSweep {
         Ok(calls)
     }
 
+    fn run(&mut self, w: &Workload, _state: &CrashState, sim: &SimStorage) -> Run {
+        run_workload(w, sim)
+    }
+
+    fn violation(
+        &self,
+        w: &Workload,
+        state: &CrashState,
+        run: &Run,
+        sim: &SimStorage,
+    ) -> Option<String> {
+        let v = run.violation.as_ref()?;
+        Some(message(
+            w,
+            state,
+            "running the workload",
+            v,
+            &run.model,
+            sim,
+        ))
+    }
+
     /// The crash-during-recovery sweep runs, in a normal run, at every crash point with one
     /// damage pattern (rotating through the six); in a soak, at every state.
-    fn check_state(&mut self, w: &Workload, state: &CrashState, soak: bool, tally: &mut Tally) {
+    fn recover(
+        &mut self,
+        w: &Workload,
+        state: &CrashState,
+        run: Run,
+        sim: &SimStorage,
+        soak: bool,
+        tally: &mut Tally,
+    ) {
         let sweep_recovery = soak || state.point % 6 == state.damage_index;
-        check_state(w, state, sweep_recovery, tally);
+        recover_and_check(w, state, &run, sim, sweep_recovery, tally);
     }
 
     fn panic_message(&self, w: &Workload, state: &CrashState, what: &str) -> String {
@@ -379,37 +410,27 @@ impl Sweep for LogSweep {
     }
 }
 
-/// One crash state: run to the crash point, crash, recover and check; then the later crashes.
-fn check_state(w: &Workload, state: &CrashState, sweep_recovery: bool, tally: &mut Tally) {
+/// After the crash of one state: recover and check; then the later crashes.
+fn recover_and_check(
+    w: &Workload,
+    state: &CrashState,
+    run: &Run,
+    sim: &SimStorage,
+    sweep_recovery: bool,
+    tally: &mut Tally,
+) {
     let state_seed = state.seed;
-    let sim = SimStorage::new(state_seed);
-    sim.crash_after_ops(Some(state.point));
-    let run = run_workload(w, &sim);
-    tally.states += 1;
-    if let Some(violation) = &run.violation {
-        let m = message(
-            w,
-            state,
-            "running the workload",
-            violation,
-            &run.model,
-            &sim,
-        );
-        tally.fail(m);
-        return;
-    }
-    sim.crash(state.damage);
     let crashed = if sweep_recovery {
-        Some(snapshot(&sim))
+        Some(snapshot(sim))
     } else {
         None
     };
     let before = sim.op_count();
-    let wal = match open(&sim, w.options.clone()) {
+    let wal = match open(sim, w.options.clone()) {
         Ok(wal) => wal,
         Err(e) => {
             let detail = format!("recovery refused to open after a crash: {e}");
-            let m = message(w, state, "recovery", &detail, &run.model, &sim);
+            let m = message(w, state, "recovery", &detail, &run.model, sim);
             tally.fail(m);
             return;
         }
@@ -418,16 +439,16 @@ fn check_state(w: &Workload, state: &CrashState, sweep_recovery: bool, tally: &m
     let recovered = match read_all(&wal).and_then(|r| run.model.check(&r).map(|()| r)) {
         Ok(r) => r,
         Err(detail) => {
-            let m = message(w, state, "first recovery", &detail, &run.model, &sim);
+            let m = message(w, state, "first recovery", &detail, &run.model, sim);
             tally.fail(m);
             return;
         }
     };
     let mut rng = rng_for(state_seed, 2);
     tally.later_crashes += 1;
-    if let Err(failure) = round_two(w, &sim, wal, &run.model, &recovered, &mut rng) {
+    if let Err(failure) = round_two(w, sim, wal, &run.model, &recovered, &mut rng) {
         let (stage, detail, model) = *failure;
-        let m = message(w, state, &stage, &detail, &model, &sim);
+        let m = message(w, state, &stage, &detail, &model, sim);
         tally.fail(m);
     }
     if let Some(crashed) = crashed {

@@ -826,6 +826,7 @@ struct StoreSweep {
 
 impl Sweep for StoreSweep {
     type Workload = Workload;
+    type Run = Run;
 
     fn make(&self, seed: u64) -> Workload {
         (self.make)(self.test, seed)
@@ -858,7 +859,7 @@ impl Sweep for StoreSweep {
             .is_none_or(|d| d == damage_name(damage))
     }
 
-    fn check_state(&mut self, w: &Workload, state: &CrashState, soak: bool, tally: &mut Tally) {
+    fn run(&mut self, w: &Workload, state: &CrashState, sim: &SimStorage) -> Run {
         let point = state.point;
         if self
             .checkpoint_calls
@@ -867,7 +868,37 @@ impl Sweep for StoreSweep {
         {
             self.in_checkpoint += 1;
         }
-        check_state(w, state, soak, tally);
+        run_workload(w, sim, false)
+    }
+
+    fn violation(
+        &self,
+        w: &Workload,
+        state: &CrashState,
+        run: &Run,
+        sim: &SimStorage,
+    ) -> Option<String> {
+        let v = run.violation.as_ref()?;
+        Some(message(
+            w,
+            state,
+            "running the workload",
+            v,
+            &run.history,
+            sim,
+        ))
+    }
+
+    fn recover(
+        &mut self,
+        w: &Workload,
+        state: &CrashState,
+        run: Run,
+        sim: &SimStorage,
+        soak: bool,
+        tally: &mut Tally,
+    ) {
+        recover_and_check(w, state, run, sim, soak, tally);
     }
 
     fn panic_message(&self, w: &Workload, state: &CrashState, what: &str) -> String {
@@ -876,34 +907,24 @@ impl Sweep for StoreSweep {
     }
 }
 
-/// One crash state: run to the crash point, crash, recover and check; then the later crashes.
-fn check_state(w: &Workload, state: &CrashState, soak: bool, tally: &mut Tally) {
+/// After the crash of one state: recover and check; then the later crashes.
+fn recover_and_check(
+    w: &Workload,
+    state: &CrashState,
+    mut run: Run,
+    sim: &SimStorage,
+    soak: bool,
+    tally: &mut Tally,
+) {
     let state_seed = state.seed;
-    let sim = SimStorage::new(state_seed);
-    sim.crash_after_ops(Some(state.point));
-    let mut run = run_workload(w, &sim, false);
-    tally.states += 1;
-    if let Some(violation) = &run.violation {
-        let m = message(
-            w,
-            state,
-            "running the workload",
-            violation,
-            &run.history,
-            &sim,
-        );
-        tally.fail(m);
-        return;
-    }
-    sim.crash(state.damage);
     let sweep_recovery = soak || state_seed.is_multiple_of(RECOVERY_SWEEP_STRIDE);
-    let crashed = sweep_recovery.then(|| snapshot(&sim));
+    let crashed = sweep_recovery.then(|| snapshot(sim));
     let before = sim.op_count();
-    let store = match open(&sim, w.options.clone()) {
+    let store = match open(sim, w.options.clone()) {
         Ok(store) => store,
         Err(e) => {
             let detail = format!("the store refused to open after a crash: {e}");
-            tally.fail(message(w, state, "recovery", &detail, &run.history, &sim));
+            tally.fail(message(w, state, "recovery", &detail, &run.history, sim));
             return;
         }
     };
@@ -912,14 +933,7 @@ fn check_state(w: &Workload, state: &CrashState, soak: bool, tally: &mut Tally) 
     let k = match run.history.check(&store, &w.universe) {
         Ok(k) => k,
         Err(detail) => {
-            tally.fail(message(
-                w,
-                state,
-                "first recovery",
-                &detail,
-                &original,
-                &sim,
-            ));
+            tally.fail(message(w, state, "first recovery", &detail, &original, sim));
             return;
         }
     };
@@ -927,8 +941,8 @@ fn check_state(w: &Workload, state: &CrashState, soak: bool, tally: &mut Tally) 
     if soak || (state_seed >> 8).is_multiple_of(ROUND_TWO_STRIDE) {
         let mut rng = rng_for(state_seed, 2);
         tally.later_crashes += 1;
-        if let Err((stage, detail, history)) = round_two(w, &sim, store, run.history, &mut rng) {
-            tally.fail(message(w, state, &stage, &detail, &history, &sim));
+        if let Err((stage, detail, history)) = round_two(w, sim, store, run.history, &mut rng) {
+            tally.fail(message(w, state, &stage, &detail, &history, sim));
         }
     } else {
         drop(store);

@@ -2,8 +2,14 @@
 //! `SimStorage`, crash at every storage call it makes with every damage pattern, recover,
 //! and check what recovery yields; over seeds until a test's share of crash states is
 //! checked. A test file supplies the workload, the run and the checks ([`Sweep`]); the
-//! driver supplies the loops, the seeds, the environment knobs, panic capture and the
-//! report ([`run`], [`Outcome`]).
+//! driver supplies the loops, the seeds, the environment knobs, the crash itself, panic
+//! capture and the report ([`run`], [`Outcome`]).
+//!
+//! Each crash state goes the same way: a fresh `SimStorage` seeded with the state's seed
+//! and set to fail from the crash point on ([`SimStorage::crash_after_ops`]: the simulated
+//! process dies there); [`Sweep::run`] runs the workload on it; a contract breach seen
+//! while running ([`Sweep::violation`]) fails the state; else the storage crashes with the
+//! state's damage pattern and [`Sweep::recover`] reopens and checks.
 //!
 //! A "crash state" is one (crash point, damage pattern) pair of one seed's workload. Crash
 //! point `calls + 1` crashes nowhere during the workload: power fails after it ends.
@@ -38,6 +44,10 @@ pub trait Sweep {
     /// One seed's workload.
     type Workload;
 
+    /// What one run of a workload left behind (its model of what was appended and
+    /// acknowledged, ...).
+    type Run;
+
     /// The workload of `seed`.
     fn make(&self, seed: u64) -> Self::Workload;
 
@@ -51,12 +61,27 @@ pub trait Sweep {
         true
     }
 
-    /// Checks one crash state: run to the crash point, crash, recover, check, and whatever
-    /// later crashes the test adds; every failure goes to `tally`. `soak` is true in a soak.
-    fn check_state(
+    /// Runs the workload on `sim`, which fails every call from the state's crash point on.
+    fn run(&mut self, w: &Self::Workload, state: &CrashState, sim: &SimStorage) -> Self::Run;
+
+    /// The failure message when `run` saw the contract broken while running (a wrong LSN,
+    /// a wrong outcome); `None` when it did not.
+    fn violation(
+        &self,
+        w: &Self::Workload,
+        state: &CrashState,
+        run: &Self::Run,
+        sim: &SimStorage,
+    ) -> Option<String>;
+
+    /// After the crash: recovers `sim`, checks it against `run`, and runs whatever later
+    /// crashes the test adds; every failure goes to `tally`. `soak` is true in a soak.
+    fn recover(
         &mut self,
         w: &Self::Workload,
         state: &CrashState,
+        run: Self::Run,
+        sim: &SimStorage,
         soak: bool,
         tally: &mut Tally,
     );
@@ -244,7 +269,7 @@ fn sweep_seed<S: Sweep>(sweep: &mut S, seed: u64, soak: bool, tally: &mut Tally)
                 workload_seed: seed,
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                sweep.check_state(&w, &state, soak, tally)
+                check_state(sweep, &w, &state, soak, tally)
             }));
             if let Err(panic) = outcome {
                 let what = panic
@@ -256,6 +281,25 @@ fn sweep_seed<S: Sweep>(sweep: &mut S, seed: u64, soak: bool, tally: &mut Tally)
             }
         }
     }
+}
+
+/// One crash state: run to the crash point, crash, recover and check.
+fn check_state<S: Sweep>(
+    sweep: &mut S,
+    w: &S::Workload,
+    state: &CrashState,
+    soak: bool,
+    tally: &mut Tally,
+) {
+    let sim = SimStorage::new(state.seed);
+    sim.crash_after_ops(Some(state.point));
+    let run = sweep.run(w, state, &sim);
+    tally.states += 1;
+    if let Some(message) = sweep.violation(w, state, &run, &sim) {
+        return tally.fail(message);
+    }
+    sim.crash(state.damage);
+    sweep.recover(w, state, run, &sim, soak, tally);
 }
 
 /// What one test's sweep did.
