@@ -372,22 +372,8 @@ impl Sweep for LogSweep {
         run_workload(w, sim)
     }
 
-    fn violation(
-        &self,
-        w: &Workload,
-        state: &CrashState,
-        run: &Run,
-        sim: &SimStorage,
-    ) -> Option<String> {
-        let v = run.violation.as_ref()?;
-        Some(message(
-            w,
-            state,
-            "running the workload",
-            v,
-            &run.model,
-            sim,
-        ))
+    fn violation(run: &Run) -> Option<&str> {
+        run.violation.as_deref()
     }
 
     /// The crash-during-recovery sweep runs, in a normal run, at every crash point with one
@@ -405,8 +391,17 @@ impl Sweep for LogSweep {
         recover_and_check(w, state, &run, sim, sweep_recovery, tally);
     }
 
-    fn panic_message(&self, w: &Workload, state: &CrashState, what: &str) -> String {
-        message(w, state, "panic", what, &Model::new(), &SimStorage::new(0))
+    fn failure(
+        &self,
+        w: &Workload,
+        state: &CrashState,
+        run: Option<&Run>,
+        stage: &str,
+        detail: &str,
+        sim: &SimStorage,
+    ) -> String {
+        let model = run.map_or_else(Model::new, |r| r.model.clone());
+        message(w, state, stage, detail, &model, sim)
     }
 }
 

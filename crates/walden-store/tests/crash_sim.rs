@@ -871,22 +871,8 @@ impl Sweep for StoreSweep {
         run_workload(w, sim, false)
     }
 
-    fn violation(
-        &self,
-        w: &Workload,
-        state: &CrashState,
-        run: &Run,
-        sim: &SimStorage,
-    ) -> Option<String> {
-        let v = run.violation.as_ref()?;
-        Some(message(
-            w,
-            state,
-            "running the workload",
-            v,
-            &run.history,
-            sim,
-        ))
+    fn violation(run: &Run) -> Option<&str> {
+        run.violation.as_deref()
     }
 
     fn recover(
@@ -901,9 +887,17 @@ impl Sweep for StoreSweep {
         recover_and_check(w, state, run, sim, soak, tally);
     }
 
-    fn panic_message(&self, w: &Workload, state: &CrashState, what: &str) -> String {
-        let sim = SimStorage::new(0);
-        message(w, state, "panic", what, &History::default(), &sim)
+    fn failure(
+        &self,
+        w: &Workload,
+        state: &CrashState,
+        run: Option<&Run>,
+        stage: &str,
+        detail: &str,
+        sim: &SimStorage,
+    ) -> String {
+        let history = run.map_or_else(History::default, |r| r.history.clone());
+        message(w, state, stage, detail, &history, sim)
     }
 }
 

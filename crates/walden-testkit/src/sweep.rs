@@ -64,15 +64,9 @@ pub trait Sweep {
     /// Runs the workload on `sim`, which fails every call from the state's crash point on.
     fn run(&mut self, w: &Self::Workload, state: &CrashState, sim: &SimStorage) -> Self::Run;
 
-    /// The failure message when `run` saw the contract broken while running (a wrong LSN,
-    /// a wrong outcome); `None` when it did not.
-    fn violation(
-        &self,
-        w: &Self::Workload,
-        state: &CrashState,
-        run: &Self::Run,
-        sim: &SimStorage,
-    ) -> Option<String>;
+    /// The breach of the contract `run` saw while running (a wrong LSN, a wrong outcome),
+    /// if any.
+    fn violation(run: &Self::Run) -> Option<&str>;
 
     /// After the crash: recovers `sim`, checks it against `run`, and runs whatever later
     /// crashes the test adds; every failure goes to `tally`. `soak` is true in a soak.
@@ -86,8 +80,17 @@ pub trait Sweep {
         tally: &mut Tally,
     );
 
-    /// The failure message for a panic (`what`) while checking `state`.
-    fn panic_message(&self, w: &Self::Workload, state: &CrashState, what: &str) -> String;
+    /// The failure message of `state` at `stage` (what went wrong: `detail`), with what the
+    /// run recorded (`None` when it panicked before it returned) and the files on `sim`.
+    fn failure(
+        &self,
+        w: &Self::Workload,
+        state: &CrashState,
+        run: Option<&Self::Run>,
+        stage: &str,
+        detail: &str,
+        sim: &SimStorage,
+    ) -> String;
 }
 
 /// One crash state of a seed's workload.
@@ -277,7 +280,8 @@ fn sweep_seed<S: Sweep>(sweep: &mut S, seed: u64, soak: bool, tally: &mut Tally)
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                tally.fail(sweep.panic_message(&w, &state, &what));
+                let sim = SimStorage::new(0);
+                tally.fail(sweep.failure(&w, &state, None, "panic", &what, &sim));
             }
         }
     }
@@ -295,8 +299,9 @@ fn check_state<S: Sweep>(
     sim.crash_after_ops(Some(state.point));
     let run = sweep.run(w, state, &sim);
     tally.states += 1;
-    if let Some(message) = sweep.violation(w, state, &run, &sim) {
-        return tally.fail(message);
+    if let Some(violation) = S::violation(&run) {
+        let stage = "running the workload";
+        return tally.fail(sweep.failure(w, state, Some(&run), stage, violation, &sim));
     }
     sim.crash(state.damage);
     sweep.recover(w, state, run, &sim, soak, tally);
