@@ -4,15 +4,14 @@
 //! - [`mix`] and [`rng_for`] derive seeds and generators from one seed, so one printed
 //!   number fixes every random choice of a run.
 //! - [`env_u64`] reads a numeric knob and refuses a typo loudly.
-//! - [`seeds_from_env`] is the seed list of a simulation test (`WALDEN_CRASH_SEED` replays
-//!   one).
 //! - [`seed_or_random`] is the seed of a real-time test (kill or power-cut times): taken
 //!   from a variable when set, random otherwise, and printed with the replay command.
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-/// The variable that replays one seed of a simulation test.
+/// The variable that replays one seed of a crash test (the sweeps, the server's crash
+/// rounds).
 pub const CRASH_SEED_VAR: &str = "WALDEN_CRASH_SEED";
 
 /// Combines two numbers into a well-spread seed (splitmix64 finaliser).
@@ -37,15 +36,6 @@ pub fn env_u64(name: &str) -> Option<u64> {
     match value.parse() {
         Ok(n) => Some(n),
         Err(_) => panic!("{name}={value:?} is not a number"),
-    }
-}
-
-/// The seeds a simulation test runs: only [`CRASH_SEED_VAR`] when that is set (a replay),
-/// else `base, base + 1, ...` as many as `wanted`.
-pub fn seeds_from_env(base: u64, wanted: u64) -> Vec<u64> {
-    match env_u64(CRASH_SEED_VAR) {
-        Some(seed) => vec![seed],
-        None => (0..wanted).map(|i| base + i).collect(),
     }
 }
 
