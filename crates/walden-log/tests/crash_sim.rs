@@ -25,7 +25,7 @@
 //!    at each of the recovery's own storage calls, then a crash with a random pattern, then
 //!    a clean open that must again satisfy the model of step 3.
 //!
-//! A "crash state" (the count each test asserts, at least [`STATES_PER_TEST`]) is one
+//! A "crash state" (the count each test asserts, at least its share of [`BUDGET`]) is one
 //! (workload crash point, damage pattern) pair; the crashes of steps 4 and 5 are counted
 //! apart. Workloads: `single_writer`, `concurrent_durable_writers`, `rotation_heavy` and
 //! `truncation_with_recycling`, each documented at its generator below. Every fourth seed
@@ -35,7 +35,7 @@
 //! zero-filling them; the others use the default (`Adaptive`: zero-fill inline, and on the
 //! background thread zero-fill or reserve as the writer's pace says).
 //!
-//! Environment:
+//! Environment (walden_testkit::sweep runs the seeds and crash points):
 //! - `WALDEN_CRASH_SEED=<n>` runs only that seed (a replay; failure messages print it).
 //! - `WALDEN_CRASH_POINT=<n>` with it, runs only that crash point.
 //! - `WALDEN_CRASH_STATES=<n>` raises the number of crash states of the whole file to at
@@ -51,33 +51,21 @@ mod support;
 
 use rand::rngs::SmallRng;
 use rand::Rng;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::path::Path;
 use support::{
-    damage_name, describe_files, env_u64, mix, open, random_damage, read_all, record_bytes,
-    recover, restore, rng_for, sim_options, snapshot, Model, Recovered, Snapshot,
-    SMALL_SEGMENT_BYTES,
+    describe_files, open, read_all, record_bytes, recover, sim_options, snapshot, Model, Recovered,
+    DIR, SMALL_SEGMENT_BYTES,
 };
-use walden_log::storage::{CrashDamage, SimStorage};
+use walden_log::storage::SimStorage;
 use walden_log::{Durability, Lsn, Options, Preallocation, StatsSnapshot, Wal};
+use walden_testkit::seeds::{mix, rng_for};
+use walden_testkit::simfs::{damage_name, random_damage, Snapshot};
+use walden_testkit::sweep::{self, CrashState, Stop, Sweep, Tally};
 
-/// The `#[test]` functions in this file, each a workload.
-const TESTS: u64 = 4;
-
-/// Crash states (workload crash point x damage pattern) each test checks at least, per run.
-const STATES_PER_TEST: u64 = 4_000;
-
-const _: () = assert!(
-    TESTS * STATES_PER_TEST >= 10_000,
-    "the file must check 10,000 states"
-);
-
-/// How many failure messages a test prints in full (it counts all of them).
-const FAILURES_SHOWN: usize = 4;
-
-/// Crash states checked by all tests of this file so far (printed as each test ends).
-static STATES_CHECKED: AtomicU64 = AtomicU64::new(0);
+/// The `#[test]` functions in this file (4, each a workload), the crash states (workload
+/// crash point x damage pattern) each checks at least per run (4,000), and how many failure
+/// messages a test prints in full (4; it counts all of them).
+const BUDGET: sweep::Budget = sweep::Budget::new(4, 4_000, 4);
 
 /// One call a single-threaded workload makes.
 #[derive(Debug, Clone)]
@@ -132,12 +120,6 @@ struct Run {
     stopped_by: Option<String>,
     /// The log's counters at the end of the workload (if it opened).
     stats: Option<StatsSnapshot>,
-}
-
-/// Why a workload stopped.
-enum Stop {
-    Died(String),
-    Violation(String),
 }
 
 fn died(e: walden_log::Error) -> Stop {
@@ -320,139 +302,130 @@ fn run_concurrent(sim: &SimStorage, options: &Options, threads: &[Vec<Vec<u8>>])
     run
 }
 
-/// Counts of one test's run, and its failures.
-#[derive(Default)]
-struct Tally {
-    /// Workload crash states (crash point x damage pattern) checked.
-    states: u64,
-    /// Further crashes checked: after recovery (round two) and during recovery.
-    later_crashes: u64,
-    failures: Vec<String>,
-    failure_count: u64,
-}
-
-impl Tally {
-    fn fail(&mut self, message: String) {
-        self.failure_count += 1;
-        if self.failures.len() < FAILURES_SHOWN {
-            self.failures.push(message);
-        }
-    }
-}
-
-/// Where a failure happened, for its message.
-struct Context<'a> {
-    workload: &'a Workload,
-    point: u64,
-    calls: u64,
-    damage: CrashDamage,
-}
-
-impl Context<'_> {
-    fn message(&self, stage: &str, detail: &str, model: &Model, sim: &SimStorage) -> String {
-        let w = self.workload;
-        let exact = if w.deterministic {
-            ""
-        } else {
-            " (thread timing varies, so the replay is approximate)"
-        };
-        format!(
-            "crash_sim FAILURE in workload `{test}`, seed {seed}, crash point {point} of {calls} \
-             storage calls, damage {damage}; stage: {stage}\n  {detail}\n  {summary}\n  files \
-             now: {files}\n  replay{exact}: WALDEN_CRASH_SEED={seed} WALDEN_CRASH_POINT={point} \
-             cargo test -p walden-log --test crash_sim {test}",
-            test = w.test,
-            seed = w.seed,
-            point = self.point,
-            calls = self.calls,
-            damage = damage_name(self.damage),
-            summary = model.summary(),
-            files = describe_files(sim),
-        )
-    }
-}
-
-/// Runs every crash state of one workload (one seed).
-fn sweep(w: &Workload, soak: bool, tally: &mut Tally) {
-    // Dry runs: count the storage calls, and make sure the workload itself is valid.
-    let dry_runs = if w.deterministic { 1 } else { 3 };
-    let mut calls = 0;
-    for i in 0..dry_runs {
-        let sim = SimStorage::new(mix(w.seed, i));
-        let before = sim.op_count();
-        let run = run_workload(w, &sim);
-        calls = calls.max(sim.op_count() - before);
-        let exercised = run.stats.as_ref().map(w.exercises);
-        let missing = match exercised {
-            Some(Err(missing)) => Some(format!("it did not exercise what it is for: {missing}")),
-            _ => None,
-        };
-        if let Some(problem) = run.violation.or(run.stopped_by).or(missing) {
-            tally.fail(format!(
-                "crash_sim FAILURE in workload `{}`, seed {}: the workload fails without any \
-                 crash: {problem}",
-                w.test, w.seed
-            ));
-            return;
-        }
-    }
-    // `calls + 1` crashes nowhere during the workload: power fails after it ends.
-    let points: Vec<u64> = match env_u64("WALDEN_CRASH_POINT") {
-        Some(point) => vec![point],
-        None => (1..=calls + 1).collect(),
+/// The failure message of a crash state: where, what, and the replay command.
+fn message(
+    w: &Workload,
+    state: &CrashState,
+    stage: &str,
+    detail: &str,
+    model: &Model,
+    sim: &SimStorage,
+) -> String {
+    let exact = if w.deterministic {
+        ""
+    } else {
+        " (thread timing varies, so the replay is approximate)"
     };
-    for point in points {
-        for (index, damage) in CrashDamage::ALL.into_iter().enumerate() {
-            // The crash-during-recovery sweep: in a normal run, every crash point with one
-            // damage pattern (rotating through the six); in a soak, every state.
-            let sweep_recovery = soak || point % 6 == index as u64;
-            let context = Context {
-                workload: w,
-                point,
-                calls,
-                damage,
+    format!(
+        "{head}\n  {summary}\n  files now: {files}\n  replay{exact}: {vars} cargo test -p \
+         walden-log --test crash_sim {test}",
+        head = state.failure(w.test, stage, detail),
+        summary = model.summary(),
+        files = describe_files(sim),
+        vars = state.replay_vars(),
+        test = w.test,
+    )
+}
+
+/// The sweep of one `#[test]`: its workload generator.
+struct LogSweep {
+    test: &'static str,
+    make: fn(&'static str, u64) -> Workload,
+}
+
+impl Sweep for LogSweep {
+    type Workload = Workload;
+    type Run = Run;
+
+    fn make(&self, seed: u64) -> Workload {
+        (self.make)(self.test, seed)
+    }
+
+    /// Counts the storage calls and makes sure the workload itself is valid; the
+    /// nondeterministic ones run three times and take the most calls.
+    fn dry_run(&mut self, w: &Workload) -> Result<u64, String> {
+        let dry_runs = if w.deterministic { 1 } else { 3 };
+        let mut calls = 0;
+        for i in 0..dry_runs {
+            let sim = SimStorage::new(mix(w.seed, i));
+            let before = sim.op_count();
+            let run = run_workload(w, &sim);
+            calls = calls.max(sim.op_count() - before);
+            let missing = match run.stats.as_ref().map(w.exercises) {
+                Some(Err(missing)) => {
+                    Some(format!("it did not exercise what it is for: {missing}"))
+                }
+                _ => None,
             };
-            let state_seed = mix(w.seed, point * 16 + index as u64 + 1);
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                check_state(&context, state_seed, sweep_recovery, tally)
-            }));
-            if let Err(panic) = outcome {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                let sim = SimStorage::new(0);
-                tally.fail(context.message("panic", &what, &Model::new(), &sim));
+            if let Some(problem) = run.violation.or(run.stopped_by).or(missing) {
+                return Err(format!(
+                    "crash_sim FAILURE in workload `{}`, seed {}: the workload fails without any \
+                     crash: {problem}",
+                    w.test, w.seed
+                ));
             }
         }
+        Ok(calls)
+    }
+
+    fn run(&mut self, w: &Workload, _state: &CrashState, sim: &SimStorage) -> Run {
+        run_workload(w, sim)
+    }
+
+    fn violation(run: &Run) -> Option<&str> {
+        run.violation.as_deref()
+    }
+
+    /// The crash-during-recovery sweep runs, in a normal run, at every crash point with one
+    /// damage pattern (rotating through the six); in a soak, at every state.
+    fn recover(
+        &mut self,
+        w: &Workload,
+        state: &CrashState,
+        run: Run,
+        sim: &SimStorage,
+        soak: bool,
+        tally: &mut Tally,
+    ) {
+        let sweep_recovery = soak || state.point % 6 == state.damage_index;
+        recover_and_check(w, state, &run, sim, sweep_recovery, tally);
+    }
+
+    fn failure(
+        &self,
+        w: &Workload,
+        state: &CrashState,
+        run: Option<&Run>,
+        stage: &str,
+        detail: &str,
+        sim: &SimStorage,
+    ) -> String {
+        let model = run.map_or_else(Model::new, |r| r.model.clone());
+        message(w, state, stage, detail, &model, sim)
     }
 }
 
-/// One crash state: run to the crash point, crash, recover and check; then the later crashes.
-fn check_state(context: &Context<'_>, state_seed: u64, sweep_recovery: bool, tally: &mut Tally) {
-    let w = context.workload;
-    let sim = SimStorage::new(state_seed);
-    sim.crash_after_ops(Some(context.point));
-    let run = run_workload(w, &sim);
-    tally.states += 1;
-    if let Some(violation) = &run.violation {
-        let m = context.message("running the workload", violation, &run.model, &sim);
-        tally.fail(m);
-        return;
-    }
-    sim.crash(context.damage);
+/// After the crash of one state: recover and check; then the later crashes.
+fn recover_and_check(
+    w: &Workload,
+    state: &CrashState,
+    run: &Run,
+    sim: &SimStorage,
+    sweep_recovery: bool,
+    tally: &mut Tally,
+) {
+    let state_seed = state.seed;
     let crashed = if sweep_recovery {
-        Some(snapshot(&sim))
+        Some(snapshot(sim))
     } else {
         None
     };
     let before = sim.op_count();
-    let wal = match open(&sim, w.options.clone()) {
+    let wal = match open(sim, w.options.clone()) {
         Ok(wal) => wal,
         Err(e) => {
             let detail = format!("recovery refused to open after a crash: {e}");
-            let m = context.message("recovery", &detail, &run.model, &sim);
+            let m = message(w, state, "recovery", &detail, &run.model, sim);
             tally.fail(m);
             return;
         }
@@ -461,30 +434,25 @@ fn check_state(context: &Context<'_>, state_seed: u64, sweep_recovery: bool, tal
     let recovered = match read_all(&wal).and_then(|r| run.model.check(&r).map(|()| r)) {
         Ok(r) => r,
         Err(detail) => {
-            let m = context.message("first recovery", &detail, &run.model, &sim);
+            let m = message(w, state, "first recovery", &detail, &run.model, sim);
             tally.fail(m);
             return;
         }
     };
     let mut rng = rng_for(state_seed, 2);
     tally.later_crashes += 1;
-    if let Err(failure) = round_two(w, &sim, wal, &run.model, &recovered, &mut rng) {
+    if let Err(failure) = round_two(w, sim, wal, &run.model, &recovered, &mut rng) {
         let (stage, detail, model) = *failure;
-        let m = context.message(&stage, &detail, &model, &sim);
+        let m = message(w, state, &stage, &detail, &model, sim);
         tally.fail(m);
     }
     if let Some(crashed) = crashed {
-        for k in 1..=recovery_calls {
-            tally.later_crashes += 1;
-            let seed = mix(state_seed, 1000 + k);
-            if let Err((stage, detail, sim)) =
-                crash_during_recovery(w, &crashed, &run.model, k, recovery_calls, seed)
-            {
-                let m = context.message(&stage, &detail, &run.model, &sim);
-                tally.fail(m);
-                break;
-            }
-        }
+        sweep::sweep_recovery(tally, state_seed, recovery_calls, |k, seed| {
+            let calls = (k, recovery_calls);
+            crash_during_recovery(w, &crashed, &run.model, calls, seed).map_err(
+                |(stage, detail, sim)| message(w, state, &stage, &detail, &run.model, &sim),
+            )
+        });
     }
 }
 
@@ -551,29 +519,20 @@ fn round_two(
     second.map_err(|detail| Box::new((stage, detail, m)))
 }
 
-/// Reruns the recovery of a crashed file system with a crash at its `k`-th storage call,
-/// crashes with a random pattern, and checks the recovery after that.
+/// Reruns the recovery of a crashed file system with a crash at its `k`-th storage call
+/// (`calls`: `k` and the recovery's count), crashes with a random pattern, and checks the
+/// recovery after that.
 fn crash_during_recovery(
     w: &Workload,
     crashed: &Snapshot,
     model: &Model,
-    k: u64,
-    recovery_calls: u64,
+    calls: (u64, u64),
     seed: u64,
 ) -> Result<(), (String, String, SimStorage)> {
-    let sim = restore(seed, crashed);
-    sim.crash_after_ops(Some(k));
-    if let Ok(wal) = open(&sim, w.options.clone()) {
-        drop(wal);
-    }
-    let mut rng = rng_for(seed, 3);
-    let damage = random_damage(&mut rng);
-    sim.crash(damage);
-    let stage = format!(
-        "crash during recovery at its call {k} of {recovery_calls}, then damage {}, then \
-         recovery",
-        damage_name(damage)
-    );
+    let (sim, stage) =
+        sweep::crashed_inside_recovery(seed, &[Path::new(DIR)], crashed, calls, |sim| {
+            drop(open(sim, w.options.clone()));
+        });
     let outcome = recover(&sim, w.options.clone()).and_then(|(_wal, r)| model.check(&r));
     outcome.map_err(|detail| (stage, detail, sim))
 }
@@ -581,59 +540,9 @@ fn crash_during_recovery(
 /// Runs seeds of one workload until this test's share of crash states is checked (or only
 /// the replayed seed), then reports, and fails with the first messages if anything failed.
 fn run_test(test: &'static str, base_seed: u64, make: fn(&'static str, u64) -> Workload) {
-    let started = Instant::now();
-    let replay = env_u64("WALDEN_CRASH_SEED");
-    let soak_total = env_u64("WALDEN_CRASH_STATES");
-    let soak = soak_total.is_some() && replay.is_none();
-    let share = soak_total.map_or(STATES_PER_TEST, |n| n.div_ceil(TESTS).max(STATES_PER_TEST));
-    let first_seed = if soak {
-        let start: u64 = rand::random::<u32>().into();
-        println!("{test}: soak of {share} crash states from seed {start}");
-        start
-    } else {
-        base_seed
-    };
-    let mut tally = Tally::default();
-    let mut seeds = 0;
-    match replay {
-        Some(seed) => {
-            sweep(&make(test, seed), false, &mut tally);
-            seeds = 1;
-        }
-        None => {
-            while tally.states < share {
-                sweep(&make(test, first_seed + seeds), soak, &mut tally);
-                seeds += 1;
-                if tally.failure_count > 0 && !soak {
-                    break;
-                }
-            }
-        }
-    }
-    let total = STATES_CHECKED.fetch_add(tally.states, Ordering::Relaxed) + tally.states;
-    println!(
-        "{test}: {} crash states over {seeds} seeds, plus {} crashes after or during \
-         recovery, in {:.1?}; {} failures; crash_sim total so far: {total} crash states",
-        tally.states,
-        tally.later_crashes,
-        started.elapsed(),
-        tally.failure_count
-    );
-    if tally.failure_count > 0 {
-        panic!(
-            "{} failures in {test}; the first {}:\n\n{}",
-            tally.failure_count,
-            tally.failures.len(),
-            tally.failures.join("\n\n")
-        );
-    }
-    if replay.is_none() {
-        assert!(
-            tally.states >= share,
-            "{test} checked only {} crash states, fewer than its share of {share}",
-            tally.states
-        );
-    }
+    let outcome = sweep::run(&mut LogSweep { test, make }, test, base_seed, &BUDGET);
+    outcome.print("");
+    outcome.assert_passed();
 }
 
 /// A record size: some 1-byte, many small, some medium, some of a few KiB.

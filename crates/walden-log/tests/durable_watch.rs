@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use walden_log::{Durability, Lsn, Options, Wal};
+use walden_testkit::exec::block_on;
 
 #[test]
 fn a_watcher_wakes_when_another_thread_makes_its_lsn_durable() {
@@ -45,24 +46,4 @@ fn async_watch_wakes_on_a_later_sync() {
     let got = block_on(wal.durable_at_least(lsn)).unwrap();
     assert!(got >= lsn);
     assert_eq!(syncer.join().unwrap(), got);
-}
-
-/// A minimal executor: the future only ever waits on the log's event.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }

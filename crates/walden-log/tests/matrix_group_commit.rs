@@ -8,11 +8,11 @@ mod matrix_util;
 
 use matrix_util::*;
 use std::io;
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use walden_log::storage::{CrashDamage, DirLock, OpenMode, SimStorage, Storage, StorageFile};
+use walden_log::storage::{CrashDamage, SimStorage, Storage, StorageFile};
 use walden_log::{Durability, Lsn, Options, StatsSnapshot, Wal};
+use walden_testkit::forwarding::{FileHooks, Forwarding};
 
 const THREADS: usize = 16;
 const PER_THREAD: usize = 300;
@@ -103,55 +103,16 @@ fn group_commit_stress_real_fs() {
     );
 }
 
-/// A [`SimStorage`] whose `sync_data` takes as long as a fast real disk's (100 µs): the
-/// plain simulator syncs in nanoseconds, so a leader is done before other appenders queue
-/// up and batching there is a matter of scheduling luck.
-#[derive(Debug, Clone)]
-struct SlowSync(SimStorage);
-
+/// File hooks that make `sync_data` take as long as a fast real disk's (100 µs): the plain
+/// simulator syncs in nanoseconds, so a leader is done before other appenders queue up and
+/// batching there is a matter of scheduling luck.
 #[derive(Debug)]
-struct SlowFile(Arc<dyn StorageFile>);
+struct SlowSync;
 
-impl StorageFile for SlowFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.0.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
+impl FileHooks for SlowSync {
+    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
         std::thread::sleep(Duration::from_micros(100));
-        self.0.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.0.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.0.set_len(len_bytes)
-    }
-}
-
-impl Storage for SlowSync {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.0.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.0.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(SlowFile(self.0.open(path, mode)?)))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.0.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.0.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.0.sync_dir(dir)
-    }
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.0.lock_dir(dir)
+        file.sync_data()
     }
 }
 
@@ -198,7 +159,7 @@ fn group_commit_stress_sim() {
 #[test]
 fn group_commit_stress_sim_with_fsync_latency() {
     let sim = SimStorage::new(43);
-    let stats = stress_sim(Arc::new(SlowSync(sim.clone())), &sim);
+    let stats = stress_sim(Forwarding::new(sim.clone(), SlowSync).shared(), &sim);
     assert_eq!(stats.synced_records, TOTAL as u64);
     assert!(
         stats.mean_records_per_group_commit() > 2.0,
@@ -218,7 +179,7 @@ fn group_commit_stress_sim_with_fsync_latency() {
 #[test]
 fn group_commit_stress_sim_with_fsync_latency_regroup_off() {
     let sim = SimStorage::new(44);
-    let stats = stress_sim_with(Arc::new(SlowSync(sim.clone())), &sim, false);
+    let stats = stress_sim_with(Forwarding::new(sim.clone(), SlowSync).shared(), &sim, false);
     assert_eq!(stats.synced_records, TOTAL as u64);
     assert!(stats.mean_records_per_group_commit() > 1.0);
     eprintln!(

@@ -8,86 +8,34 @@ mod matrix_util;
 
 use matrix_util::*;
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use walden_log::format::FRAME_PAYLOAD_BYTES_MAX;
-use walden_log::storage::{DirLock, OpenMode, SimStorage, Storage, StorageFile};
+use walden_log::storage::{SimStorage, StorageFile};
 use walden_log::{dump_records, inspect_dir, Durability, Error, Lsn, RecoveryMode, Wal};
+use walden_testkit::forwarding::{FileHooks, Forwarding};
 
-/// A [`Storage`] over a [`SimStorage`] that records the largest buffer any read was given:
-/// the engine reads into buffers it sized itself, so a length field trusted for an
-/// allocation would show up here. (A counting global allocator would need `unsafe`, which
-/// the workspace forbids.)
-#[derive(Debug, Clone)]
-struct Recording {
-    sim: SimStorage,
-    largest_read: Arc<AtomicUsize>,
-}
+/// File hooks that record the largest buffer any read was given: the engine reads into
+/// buffers it sized itself, so a length field trusted for an allocation would show up here.
+/// (A counting global allocator would need `unsafe`, which the workspace forbids.)
+#[derive(Debug, Default)]
+struct LargestRead(AtomicUsize);
 
-#[derive(Debug)]
-struct RecordingFile {
-    file: Arc<dyn StorageFile>,
-    largest_read: Arc<AtomicUsize>,
-}
-
-impl StorageFile for RecordingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.largest_read.fetch_max(buf.len(), Ordering::Relaxed);
-        self.file.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.file.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.file.set_len(len_bytes)
+impl FileHooks for LargestRead {
+    fn read_at(&self, file: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.fetch_max(buf.len(), Ordering::Relaxed);
+        file.read_at(buf, offset)
     }
 }
 
-impl Storage for Recording {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.sim.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-        let file = self.sim.open(path, mode)?;
-        Ok(Arc::new(RecordingFile {
-            file,
-            largest_read: self.largest_read.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.sim.sync_dir(dir)
-    }
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.sim.lock_dir(dir)
-    }
+/// A [`SimStorage`] whose reads are recorded by [`LargestRead`].
+type Recording = Forwarding<SimStorage, LargestRead>;
+
+fn recording(sim: &SimStorage) -> Recording {
+    Forwarding::new(sim.clone(), LargestRead::default())
 }
 
-impl Recording {
-    fn new(sim: &SimStorage) -> Self {
-        Recording {
-            sim: sim.clone(),
-            largest_read: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-    fn largest_read(&self) -> usize {
-        self.largest_read.load(Ordering::Relaxed)
-    }
+fn largest_read(storage: &Recording) -> usize {
+    storage.hooks().0.load(Ordering::Relaxed)
 }
 
 /// Far above any buffer the engine needs (1 MiB read chunks), far below the lengths claimed.
@@ -204,9 +152,9 @@ fn row15_huge_length_field_on_disk_is_damage_never_an_allocation() {
                 )
                 .unwrap();
             }
-            let storage = Recording::new(&copy);
+            let storage = recording(&copy);
             let options = sim_options(SMALL_SEGMENT_BYTES).recovery(mode);
-            match Wal::open_with(options, Arc::new(storage.clone()), &mut |_| {}) {
+            match Wal::open_with(options, storage.shared(), &mut |_| {}) {
                 Err(e) => {
                     assert!(
                         matches!(
@@ -240,7 +188,7 @@ fn row15_huge_length_field_on_disk_is_damage_never_an_allocation() {
                     );
                 }
             }
-            let largest = storage.largest_read();
+            let largest = largest_read(&storage);
             assert!(
                 largest <= READ_BUFFER_LIMIT,
                 "len {len:#x} {mode:?}: a read buffer of {largest} bytes"
@@ -252,17 +200,17 @@ fn row15_huge_length_field_on_disk_is_damage_never_an_allocation() {
 #[test]
 fn row15_huge_length_field_read_only_tools_never_allocate_it() {
     let (sim, _, _) = log_with_length_field(7, FRAME_PAYLOAD_BYTES_MAX - 7);
-    let storage = Recording::new(&sim);
+    let storage = recording(&sim);
     let inspection = inspect_dir(&storage, &dir()).unwrap();
     assert!(inspection.damage.is_some());
     for mode in ALL_MODES {
-        if let Ok(dump) = dump_records(Arc::new(storage.clone()), &dir(), mode, Lsn(1)) {
+        if let Ok(dump) = dump_records(storage.shared(), &dir(), mode, Lsn(1)) {
             let n = dump.map(|r| r.unwrap()).filter(|r| r.lsn != Lsn(6)).count();
             assert!(n >= 5, "{mode:?}");
         }
-        let _ = Wal::open_read_only(dir(), mode, Arc::new(storage.clone()));
+        let _ = Wal::open_read_only(dir(), mode, storage.shared());
     }
-    let largest = storage.largest_read();
+    let largest = largest_read(&storage);
     assert!(
         largest <= READ_BUFFER_LIMIT,
         "a read buffer of {largest} bytes"

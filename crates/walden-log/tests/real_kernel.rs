@@ -18,7 +18,8 @@
 //! They need root, loop devices, mkfs.ext4, losetup, mount and xfs_io (Debian's xfsprogs,
 //! which .ci/run installs). Where any is missing they FAIL with a banner saying why, unless
 //! `WALDEN_SKIP_REAL_KERNEL=1` is set, which skips them (still with the banner). They never
-//! pass silently. `WALDEN_REAL_KERNEL_SEED=N` replays the random choices of a run.
+//! pass silently (walden_testkit::loopmount). `WALDEN_REAL_KERNEL_SEED=N` replays the
+//! random choices of a run.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../examples/ack_writer.rs"]
@@ -35,12 +36,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use walden_log::storage::StdStorage;
 use walden_log::{Durability, Error, Lsn, Options, Wal};
+use walden_testkit::loopmount::{environment_or_skip, unavailable, Mount, Unavailable};
+use walden_testkit::seeds::seed_or_random;
 
 // ---------------------------------------------------------------------------------------
-// Environment: what these tests need, and the loud refusal when it is not there.
+// Environment: the tests run one at a time, and their random choices replay.
 // ---------------------------------------------------------------------------------------
-
-const SKIP_VAR: &str = "WALDEN_SKIP_REAL_KERNEL";
 
 /// The tests here run one at a time. Besides sharing loop devices and the disk, one spawns
 /// processes (the writer, mount, xfs_io) while the other reopens logs: a child between
@@ -54,137 +55,15 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// External programs, by absolute path.
-#[derive(Debug, Clone)]
-struct Tools {
-    mkfs_ext4: PathBuf,
-    losetup: PathBuf,
-    mount: PathBuf,
-    umount: PathBuf,
-    xfs_io: PathBuf,
-}
-
-/// Why the environment cannot run a real-kernel test.
-#[derive(Debug)]
-struct Unavailable(String);
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn check_environment() -> Result<Tools, Unavailable> {
-    if !cfg!(target_os = "linux") {
-        return Err(Unavailable("not Linux".into()));
-    }
-    match effective_uid() {
-        Some(0) => {}
-        Some(uid) => {
-            return Err(Unavailable(format!(
-                "not root (effective uid {uid}); mount and losetup need root"
-            )))
-        }
-        None => {
-            return Err(Unavailable(
-                "cannot read the effective uid from /proc/self/status".into(),
-            ))
-        }
-    }
-    if !Path::new("/dev/loop-control").exists() {
-        return Err(Unavailable(
-            "no /dev/loop-control: this kernel or container has no loop devices".into(),
-        ));
-    }
-    let tool = |name: &str, package: &str| {
-        find_tool(name)
-            .ok_or_else(|| Unavailable(format!("`{name}` not found (Debian package {package})")))
-    };
-    Ok(Tools {
-        mkfs_ext4: tool("mkfs.ext4", "e2fsprogs")?,
-        losetup: tool("losetup", "mount")?,
-        mount: tool("mount", "mount")?,
-        umount: tool("umount", "mount")?,
-        xfs_io: tool("xfs_io", "xfsprogs")?,
-    })
-}
-
-/// Says loudly that `test` cannot run here, then fails it, or returns when the skip variable
-/// asks for that explicitly. The banner goes straight to the stderr file descriptor: the test
-/// harness captures `eprintln!` of passing tests, and a skip must never be silent.
-fn unavailable(test: &str, why: &Unavailable) {
-    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
-    let rule = "=".repeat(78);
-    let verdict = if skip {
-        format!("SKIPPED because {SKIP_VAR}=1 is set: this test checked NOTHING.")
-    } else {
-        format!("FAILING. Set {SKIP_VAR}=1 to skip it explicitly.")
-    };
-    let banner = format!(
-        "\n{rule}\nREAL-KERNEL TEST `{test}` CANNOT RUN HERE\n  reason: {}\n  needs: root, loop \
-         devices, mkfs.ext4 (e2fsprogs), losetup, mount and umount (mount),\n  xfs_io (xfsprogs; \
-         .ci/run installs it).\n  {verdict}\n{rule}\n",
-        why.0
-    );
-    let _ = std::io::stderr().lock().write_all(banner.as_bytes());
-    assert!(skip, "real-kernel test `{test}` cannot run: {}", why.0);
-}
-
-/// The tools, or `None` after the banner when the test is explicitly skipped.
-fn environment_or_skip(test: &str) -> Option<Tools> {
-    match check_environment() {
-        Ok(tools) => Some(tools),
-        Err(why) => {
-            unavailable(test, &why);
-            None
-        }
-    }
-}
-
-/// Runs a program to completion; its output, or why it failed.
-fn run(program: &Path, args: &[&str]) -> Result<String, String> {
-    let shown = format!("{} {}", program.display(), args.join(" "));
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("`{shown}` could not start: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{shown}` failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// The test's random source, seeded from `WALDEN_REAL_KERNEL_SEED` or at random; the seed
 /// is printed so a run can be replayed.
 fn rng_for(test: &str) -> rand::rngs::StdRng {
-    let seed = std::env::var("WALDEN_REAL_KERNEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("{test}: seed {seed} (replay with WALDEN_REAL_KERNEL_SEED={seed})");
-    rand::rngs::StdRng::seed_from_u64(seed)
+    rand::rngs::StdRng::seed_from_u64(seed_or_random("WALDEN_REAL_KERNEL_SEED", test))
 }
 
 // ---------------------------------------------------------------------------------------
-// Guards: whatever happens, mounts are undone and loop devices detached.
+// Guards: whatever happens, the work directory of a failed test is kept (and mounts are
+// undone: walden_testkit::loopmount::Mount).
 // ---------------------------------------------------------------------------------------
 
 /// A temporary directory that is kept (and named) when the test fails, for post-mortem.
@@ -214,135 +93,6 @@ impl Drop for Workdir {
                     dir.path().display()
                 );
                 let _ = dir.keep();
-            }
-        }
-    }
-}
-
-/// A mounted file system: a loop-mounted image, or a tmpfs. Dropping it unmounts and
-/// detaches, best effort, whatever state the test left.
-struct Mount {
-    tools: Tools,
-    target: PathBuf,
-    image: Option<PathBuf>,
-    loop_dev: Option<String>,
-    mounted: bool,
-}
-
-impl Mount {
-    /// Makes a sparse `size_bytes` image at `image`, formats it ext4 (4 KiB blocks, no
-    /// reserved blocks) and mounts it at `target`.
-    fn ext4(
-        tools: &Tools,
-        image: &Path,
-        target: &Path,
-        size_bytes: u64,
-    ) -> Result<Mount, Unavailable> {
-        std::fs::File::create(image)
-            .and_then(|f| f.set_len(size_bytes))
-            .map_err(|e| {
-                Unavailable(format!("cannot create the image {}: {e}", image.display()))
-            })?;
-        run(
-            &tools.mkfs_ext4,
-            &["-q", "-F", "-b", "4096", "-m", "0", path_str(image)],
-        )
-        .map_err(Unavailable)?;
-        std::fs::create_dir_all(target).unwrap();
-        let mut m = Mount {
-            tools: tools.clone(),
-            target: target.to_path_buf(),
-            image: Some(image.to_path_buf()),
-            loop_dev: None,
-            mounted: false,
-        };
-        m.attach_and_mount().map_err(Unavailable)?;
-        Ok(m)
-    }
-
-    /// Mounts a tmpfs of `size_bytes` at `target`.
-    fn tmpfs(tools: &Tools, target: &Path, size_bytes: u64) -> Result<Mount, Unavailable> {
-        std::fs::create_dir_all(target).unwrap();
-        let size = format!("size={size_bytes}");
-        run(
-            &tools.mount,
-            &["-t", "tmpfs", "-o", &size, "tmpfs", path_str(target)],
-        )
-        .map_err(Unavailable)?;
-        Ok(Mount {
-            tools: tools.clone(),
-            target: target.to_path_buf(),
-            image: None,
-            loop_dev: None,
-            mounted: true,
-        })
-    }
-
-    /// Attaches the image to a fresh loop device and mounts it (the journal replays here).
-    fn attach_and_mount(&mut self) -> Result<(), String> {
-        let image = self.image.clone().ok_or("not an image mount")?;
-        let dev = run(&self.tools.losetup, &["--find", "--show", path_str(&image)])?;
-        self.loop_dev = Some(dev.clone());
-        run(
-            &self.tools.mount,
-            &["-t", "ext4", &dev, path_str(&self.target)],
-        )?;
-        self.mounted = true;
-        Ok(())
-    }
-
-    /// Unmounts, and detaches the loop device so no cache of the old device outlives the
-    /// "power cut".
-    fn unmount_and_detach(&mut self) -> Result<(), String> {
-        if self.mounted {
-            let mut last = Ok(String::new());
-            for _ in 0..50 {
-                last = run(&self.tools.umount, &[path_str(&self.target)]);
-                if last.is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            last?;
-            self.mounted = false;
-        }
-        if let Some(dev) = self.loop_dev.take() {
-            run(&self.tools.losetup, &["-d", &dev])?;
-        }
-        Ok(())
-    }
-
-    /// Cuts the power: `xfs_io -x -c shutdown` (`flush_log` adds `-f`: commit the journal
-    /// first; file data not yet written back is dropped either way).
-    fn shutdown(&self, flush_log: bool) -> Result<(), String> {
-        let command = if flush_log { "shutdown -f" } else { "shutdown" };
-        run(
-            &self.tools.xfs_io,
-            &["-x", "-c", command, path_str(&self.target)],
-        )
-        .map(|_| ())
-    }
-
-    /// Bytes available to files, as df says.
-    fn available_bytes(&self) -> u64 {
-        let df = find_tool("df").unwrap();
-        let out = run(&df, &["-B1", "--output=avail", path_str(&self.target)]).unwrap();
-        out.lines().last().unwrap().trim().parse().unwrap()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if let Err(e) = self.unmount_and_detach() {
-            eprintln!(
-                "real_kernel: cleanup of {} failed ({e}); unmounting lazily",
-                self.target.display()
-            );
-            if self.mounted {
-                let _ = run(&self.tools.umount, &["-l", path_str(&self.target)]);
-            }
-            if let Some(dev) = self.loop_dev.take() {
-                let _ = run(&self.tools.losetup, &["-d", &dev]);
             }
         }
     }
@@ -997,7 +747,10 @@ fn enospc_is_a_typed_error_and_loses_nothing() {
         // Leave room for about five segments; this unrelated file is deleted later to make room
         // (for more than the two segments appended to at the end).
         let filler = mnt.join("filler");
-        let filler_bytes = fs.available_bytes().saturating_sub(5 * SEGMENT_BYTES) as usize;
+        let filler_bytes = fs
+            .available_bytes()
+            .unwrap()
+            .saturating_sub(5 * SEGMENT_BYTES) as usize;
         {
             let mut f = std::fs::File::create(&filler).unwrap();
             f.write_all(&vec![0xA5u8; filler_bytes]).unwrap();

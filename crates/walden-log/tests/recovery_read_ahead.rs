@@ -10,76 +10,27 @@
 mod support;
 
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use support::{dir, open, restore, sim_options, snapshot, SMALL_SEGMENT_BYTES};
-use walden_log::storage::{CrashDamage, DirLock, OpenMode, SimStorage, Storage, StorageFile};
+use walden_log::storage::{CrashDamage, SimStorage, StorageFile};
 use walden_log::{Durability, Wal};
+use walden_testkit::forwarding::{FileHooks, Forwarding};
 
-/// A [`SimStorage`] whose files refuse every hint (and count the refusals).
-#[derive(Debug, Clone)]
+/// File hooks that refuse every hint, counting the refusals: sequential advice in the low
+/// 32 bits, read-aheads in the high ones.
+#[derive(Debug, Default)]
 struct RefusesHints {
-    sim: SimStorage,
-    refused: Arc<AtomicU64>,
+    refused: AtomicU64,
 }
 
-#[derive(Debug)]
-struct RefusingFile {
-    file: Arc<dyn StorageFile>,
-    refused: Arc<AtomicU64>,
-}
-
-impl StorageFile for RefusingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.file.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.file.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.file.set_len(len_bytes)
-    }
-    fn advise_sequential(&self) -> io::Result<()> {
+impl FileHooks for RefusesHints {
+    fn advise_sequential(&self, _file: &dyn StorageFile) -> io::Result<()> {
         self.refused.fetch_add(1, Ordering::Relaxed);
         Err(io::Error::other("this storage refuses hints"))
     }
-    fn prefetch(&self, _offset: u64, _len_bytes: u64) -> io::Result<()> {
+    fn prefetch(&self, _file: &dyn StorageFile, _offset: u64, _len_bytes: u64) -> io::Result<()> {
         self.refused.fetch_add(1 << 32, Ordering::Relaxed);
         Err(io::Error::other("this storage refuses hints"))
-    }
-}
-
-impl Storage for RefusesHints {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.sim.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(RefusingFile {
-            file: self.sim.open(path, mode)?,
-            refused: self.refused.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.sim.sync_dir(dir)
-    }
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.sim.lock_dir(dir)
     }
 }
 
@@ -155,23 +106,20 @@ fn a_refused_hint_changes_no_recovery_outcome() {
         // refused.
         let taking = restore(seed, &files);
         let with_hints = outcome(&open(&taking, sim_options(SMALL_SEGMENT_BYTES)).unwrap());
-        let refusing = RefusesHints {
-            sim: restore(seed, &files),
-            refused: Arc::new(AtomicU64::new(0)),
-        };
+        let refusing = Forwarding::new(restore(seed, &files), RefusesHints::default());
         let wal = Wal::open_with(
             sim_options(SMALL_SEGMENT_BYTES),
-            Arc::new(refusing.clone()) as Arc<dyn Storage>,
+            refusing.shared(),
             &mut |_| {},
         )
         .unwrap();
-        let refused = refusing.refused.load(Ordering::Relaxed);
+        let refused = refusing.hooks().refused.load(Ordering::Relaxed);
         assert!(refused & 0xffff_ffff > 0, "seed {seed}: no sequential hint");
         assert!(refused >> 32 > 0, "seed {seed}: no read-ahead");
         assert_eq!(outcome(&wal), with_hints, "seed {seed}");
         // (File contents differ: a new segment gets a random salt.)
         assert_eq!(
-            refusing.sim.file_names(&dir()),
+            refusing.inner().file_names(&dir()),
             taking.file_names(&dir()),
             "seed {seed}: the same files after both recoveries"
         );

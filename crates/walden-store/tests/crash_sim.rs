@@ -40,7 +40,7 @@
 //! A "commit is acknowledged" when `commit` returned `Ok` at `Durability::Sync`; in the
 //! buffered workload, when a later `wal().sync()` or `checkpoint()` returned `Ok`.
 //!
-//! Environment:
+//! Environment (walden_testkit::sweep runs the seeds and crash points):
 //! - `WALDEN_CRASH_SEED=<n>` runs only that seed (a replay; failure messages print it).
 //! - `WALDEN_CRASH_POINT=<n>` with it, runs only that crash point;
 //!   `WALDEN_CRASH_DAMAGE=<name>` only that damage pattern.
@@ -58,27 +58,22 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::path::Path;
 use support::{
-    damage_name, describe_files, env_u64, mix, open, random_damage, restore, rng_for, sim_options,
-    snapshot, value_bytes, Key, ModelState, Snapshot, WriteOp,
+    describe_files, open, sim_options, snapshot, value_bytes, Key, ModelState, WriteOp,
+    CHECKPOINT_DIR, LOG_DIR,
 };
 use walden_log::storage::{CrashDamage, SimStorage};
 use walden_log::Durability;
 use walden_store::{CommitInfo, Error, Precondition, Store, StoreOptions, Transaction};
+use walden_testkit::seeds::rng_for;
+use walden_testkit::simfs::{damage_name, random_damage, Snapshot};
+use walden_testkit::sweep::{self, CrashState, Stop, Sweep, Tally};
 
-/// The `#[test]` functions in this file, each a kind of workload.
-const TESTS: u64 = 4;
-
-/// Crash states (crash point x damage pattern) each test checks at least, per run.
-const STATES_PER_TEST: u64 = 2_600;
-
-const _: () = assert!(
-    TESTS * STATES_PER_TEST >= 10_000,
-    "the file must check 10,000 states"
-);
+/// The `#[test]` functions in this file (4, each a kind of workload), the crash states
+/// (crash point x damage pattern) each checks at least per run (2,600), and how many
+/// failure messages a test prints in full (3; it counts all of them).
+const BUDGET: sweep::Budget = sweep::Budget::new(4, 2_600, 3);
 
 /// In a normal run, the crash-during-recovery sweep covers one state in this many (picked
 /// by the state's seed); a soak covers every state.
@@ -88,14 +83,8 @@ const RECOVERY_SWEEP_STRIDE: u64 = 50;
 /// (recovery after recovery); a soak runs it on every state.
 const ROUND_TWO_STRIDE: u64 = 2;
 
-/// How many failure messages a test prints in full (it counts all of them).
-const FAILURES_SHOWN: usize = 3;
-
 /// Versions kept per key in every workload (small, so history trimming is exercised).
 const HISTORY: usize = 3;
-
-/// Crash states checked by all tests of this file so far (printed as each test ends).
-static STATES_CHECKED: AtomicU64 = AtomicU64::new(0);
 
 /// A precondition as the script states it; resolved against the model when it runs.
 #[derive(Debug, Clone, Copy)]
@@ -400,12 +389,6 @@ struct Run {
     /// Storage-call ranges `(first, last)` of each `checkpoint()` call, relative to the
     /// start of the run.
     checkpoint_calls: Vec<(u64, u64)>,
-}
-
-/// Why a step stopped the run.
-enum Stop {
-    Died(String),
-    Violation(String),
 }
 
 fn died(e: Error) -> Stop {
@@ -805,142 +788,137 @@ impl Exec<'_> {
     }
 }
 
-/// Counts of one test's run, and its failures.
-#[derive(Default)]
-struct Tally {
-    /// Workload crash states (crash point x damage pattern) checked.
-    states: u64,
-    /// Of those, states whose crash point is inside a `checkpoint()` call.
-    in_checkpoint: u64,
-    /// Further crashes checked: after recovery (round two) and during recovery.
-    later_crashes: u64,
+/// The failure message of a crash state: where, what, the replay command and the workload.
+fn message(
+    w: &Workload,
+    state: &CrashState,
+    stage: &str,
+    detail: &str,
+    history: &History,
+    sim: &SimStorage,
+) -> String {
+    format!(
+        "{head}\n  {summary}\n  files now: {files}\n  replay: {vars} WALDEN_CRASH_DAMAGE={damage} \
+         cargo test -p walden-store --test crash_sim {test} -- --nocapture\n  workload:{steps}",
+        head = state.failure(w.test, stage, detail),
+        summary = history.summary(),
+        files = describe_files(sim),
+        vars = state.replay_vars(),
+        damage = damage_name(state.damage),
+        test = w.test,
+        steps = w.describe(),
+    )
+}
+
+/// The sweep of one `#[test]`: its workload generator, and what its dry runs exercised.
+struct StoreSweep {
+    test: &'static str,
+    make: fn(&'static str, u64) -> Workload,
+    /// `WALDEN_CRASH_DAMAGE`: only this damage pattern, by name.
+    only_damage: Option<String>,
     /// What the dry runs of the workloads exercised.
     cover: Coverage,
-    failures: Vec<String>,
-    failure_count: u64,
+    /// Crash states whose crash point is inside a `checkpoint()` call.
+    in_checkpoint: u64,
+    /// The storage-call ranges of the current workload's checkpoints (from its dry run).
+    checkpoint_calls: Vec<(u64, u64)>,
 }
 
-impl Tally {
-    fn fail(&mut self, message: String) {
-        self.failure_count += 1;
-        if self.failures.len() < FAILURES_SHOWN {
-            self.failures.push(message);
+impl Sweep for StoreSweep {
+    type Workload = Workload;
+    type Run = Run;
+
+    fn make(&self, seed: u64) -> Workload {
+        (self.make)(self.test, seed)
+    }
+
+    /// Counts the storage calls, makes sure the workload itself is valid, and records what
+    /// it exercised.
+    fn dry_run(&mut self, w: &Workload) -> Result<u64, String> {
+        let sim = SimStorage::new(w.seed);
+        let before = sim.op_count();
+        let mut dry = run_workload(w, &sim, true);
+        let calls = sim.op_count() - before;
+        if let Some(problem) = dry.violation.take().or(dry.stopped_by.take()) {
+            return Err(format!(
+                "crash_sim FAILURE in workload `{}`, seed {}: the workload fails without any \
+                 crash: {problem}\n  workload:{}",
+                w.test,
+                w.seed,
+                w.describe()
+            ));
         }
+        self.checkpoint_calls = dry.checkpoint_calls;
+        self.cover.add(&dry.cover);
+        Ok(calls)
     }
-}
 
-/// Where a failure happened, for its message.
-struct Context<'a> {
-    workload: &'a Workload,
-    point: u64,
-    calls: u64,
-    damage: CrashDamage,
-}
-
-impl Context<'_> {
-    fn message(&self, stage: &str, detail: &str, history: &History, sim: &SimStorage) -> String {
-        let w = self.workload;
-        format!(
-            "crash_sim FAILURE in workload `{test}`, seed {seed}, crash point {point} of {calls} \
-             storage calls, damage {damage}; stage: {stage}\n  {detail}\n  {summary}\n  files \
-             now: {files}\n  replay: WALDEN_CRASH_SEED={seed} WALDEN_CRASH_POINT={point} \
-             WALDEN_CRASH_DAMAGE={damage} cargo test -p walden-store --test crash_sim {test} \
-             -- --nocapture\n  workload:{steps}",
-            test = w.test,
-            seed = w.seed,
-            point = self.point,
-            calls = self.calls,
-            damage = damage_name(self.damage),
-            summary = history.summary(),
-            files = describe_files(sim),
-            steps = w.describe(),
-        )
+    fn covers(&self, damage: CrashDamage) -> bool {
+        self.only_damage
+            .as_deref()
+            .is_none_or(|d| d == damage_name(damage))
     }
-}
 
-/// Runs every crash state of one workload (one seed).
-fn sweep(w: &Workload, soak: bool, tally: &mut Tally) {
-    // Dry run: count the storage calls, and make sure the workload itself is valid.
-    let sim = SimStorage::new(w.seed);
-    let before = sim.op_count();
-    let mut dry = run_workload(w, &sim, true);
-    let calls = sim.op_count() - before;
-    if let Some(problem) = dry.violation.take().or(dry.stopped_by.take()) {
-        tally.fail(format!(
-            "crash_sim FAILURE in workload `{}`, seed {}: the workload fails without any crash: \
-             {problem}\n  workload:{}",
-            w.test,
-            w.seed,
-            w.describe()
-        ));
-        return;
-    }
-    let checkpoint_calls = dry.checkpoint_calls.clone();
-    tally.cover.add(&dry.cover);
-    // `calls + 1` crashes nowhere during the workload: power fails after it ends.
-    let points: Vec<u64> = match env_u64("WALDEN_CRASH_POINT") {
-        Some(point) => vec![point],
-        None => (1..=calls + 1).collect(),
-    };
-    let only_damage = std::env::var("WALDEN_CRASH_DAMAGE").ok();
-    for point in points {
-        for (index, damage) in CrashDamage::ALL.into_iter().enumerate() {
-            if only_damage
-                .as_deref()
-                .is_some_and(|d| d != damage_name(damage))
-            {
-                continue;
-            }
-            let state_seed = mix(w.seed, point * 16 + index as u64 + 1);
-            let context = Context {
-                workload: w,
-                point,
-                calls,
-                damage,
-            };
-            if checkpoint_calls
-                .iter()
-                .any(|(a, b)| (*a..=*b).contains(&point))
-            {
-                tally.in_checkpoint += 1;
-            }
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                check_state(&context, state_seed, soak, tally)
-            }));
-            if let Err(panic) = outcome {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                let sim = SimStorage::new(0);
-                tally.fail(context.message("panic", &what, &History::default(), &sim));
-            }
+    fn run(&mut self, w: &Workload, state: &CrashState, sim: &SimStorage) -> Run {
+        let point = state.point;
+        if self
+            .checkpoint_calls
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&point))
+        {
+            self.in_checkpoint += 1;
         }
+        run_workload(w, sim, false)
+    }
+
+    fn violation(run: &Run) -> Option<&str> {
+        run.violation.as_deref()
+    }
+
+    fn recover(
+        &mut self,
+        w: &Workload,
+        state: &CrashState,
+        run: Run,
+        sim: &SimStorage,
+        soak: bool,
+        tally: &mut Tally,
+    ) {
+        recover_and_check(w, state, run, sim, soak, tally);
+    }
+
+    fn failure(
+        &self,
+        w: &Workload,
+        state: &CrashState,
+        run: Option<&Run>,
+        stage: &str,
+        detail: &str,
+        sim: &SimStorage,
+    ) -> String {
+        let history = run.map_or_else(History::default, |r| r.history.clone());
+        message(w, state, stage, detail, &history, sim)
     }
 }
 
-/// One crash state: run to the crash point, crash, recover and check; then the later crashes.
-fn check_state(context: &Context<'_>, state_seed: u64, soak: bool, tally: &mut Tally) {
-    let w = context.workload;
-    let sim = SimStorage::new(state_seed);
-    sim.crash_after_ops(Some(context.point));
-    let mut run = run_workload(w, &sim, false);
-    tally.states += 1;
-    if let Some(violation) = &run.violation {
-        let m = context.message("running the workload", violation, &run.history, &sim);
-        tally.fail(m);
-        return;
-    }
-    sim.crash(context.damage);
+/// After the crash of one state: recover and check; then the later crashes.
+fn recover_and_check(
+    w: &Workload,
+    state: &CrashState,
+    mut run: Run,
+    sim: &SimStorage,
+    soak: bool,
+    tally: &mut Tally,
+) {
+    let state_seed = state.seed;
     let sweep_recovery = soak || state_seed.is_multiple_of(RECOVERY_SWEEP_STRIDE);
-    let crashed = sweep_recovery.then(|| snapshot(&sim));
+    let crashed = sweep_recovery.then(|| snapshot(sim));
     let before = sim.op_count();
-    let store = match open(&sim, w.options.clone()) {
+    let store = match open(sim, w.options.clone()) {
         Ok(store) => store,
         Err(e) => {
             let detail = format!("the store refused to open after a crash: {e}");
-            tally.fail(context.message("recovery", &detail, &run.history, &sim));
+            tally.fail(message(w, state, "recovery", &detail, &run.history, sim));
             return;
         }
     };
@@ -949,7 +927,7 @@ fn check_state(context: &Context<'_>, state_seed: u64, soak: bool, tally: &mut T
     let k = match run.history.check(&store, &w.universe) {
         Ok(k) => k,
         Err(detail) => {
-            tally.fail(context.message("first recovery", &detail, &original, &sim));
+            tally.fail(message(w, state, "first recovery", &detail, &original, sim));
             return;
         }
     };
@@ -957,23 +935,18 @@ fn check_state(context: &Context<'_>, state_seed: u64, soak: bool, tally: &mut T
     if soak || (state_seed >> 8).is_multiple_of(ROUND_TWO_STRIDE) {
         let mut rng = rng_for(state_seed, 2);
         tally.later_crashes += 1;
-        if let Err((stage, detail, history)) = round_two(w, &sim, store, run.history, &mut rng) {
-            tally.fail(context.message(&stage, &detail, &history, &sim));
+        if let Err((stage, detail, history)) = round_two(w, sim, store, run.history, &mut rng) {
+            tally.fail(message(w, state, &stage, &detail, &history, sim));
         }
     } else {
         drop(store);
     }
     if let Some(crashed) = crashed {
-        for call in 1..=recovery_calls {
-            tally.later_crashes += 1;
-            let seed = mix(state_seed, 1000 + call);
-            if let Err((stage, detail, sim)) =
-                crash_during_recovery(w, &crashed, &recovered, k, call, recovery_calls, seed)
-            {
-                tally.fail(context.message(&stage, &detail, &original, &sim));
-                break;
-            }
-        }
+        sweep::sweep_recovery(tally, state_seed, recovery_calls, |call, seed| {
+            let calls = (call, recovery_calls);
+            crash_during_recovery(w, &crashed, &recovered, k, calls, seed)
+                .map_err(|(stage, detail, sim)| message(w, state, &stage, &detail, &original, &sim))
+        });
     }
 }
 
@@ -1057,31 +1030,22 @@ fn round_two(
         .map_err(|detail| (stage, detail, before))
 }
 
-/// Reruns the recovery of a crashed file system with a crash at its `call`-th storage call,
-/// crashes with a random pattern, and checks that the recovery after that finds exactly the
-/// first `k` commits, as the uninterrupted recovery did.
+/// Reruns the recovery of a crashed file system with a crash at its `call`-th storage call
+/// (`calls`: that and the recovery's count), crashes with a random pattern, and checks that
+/// the recovery after that finds exactly the first `k` commits, as the uninterrupted
+/// recovery did.
 fn crash_during_recovery(
     w: &Workload,
     crashed: &Snapshot,
     recovered: &ModelState,
     k: usize,
-    call: u64,
-    recovery_calls: u64,
+    calls: (u64, u64),
     seed: u64,
 ) -> Result<(), (String, String, SimStorage)> {
-    let sim = restore(seed, crashed);
-    sim.crash_after_ops(Some(call));
-    if let Ok(store) = open(&sim, w.options.clone()) {
-        drop(store);
-    }
-    let mut rng = rng_for(seed, 3);
-    let damage = random_damage(&mut rng);
-    sim.crash(damage);
-    let stage = format!(
-        "crash during recovery at its call {call} of {recovery_calls}, then damage {}, then \
-         recovery",
-        damage_name(damage)
-    );
+    let dirs = [Path::new(LOG_DIR), Path::new(CHECKPOINT_DIR)];
+    let (sim, stage) = sweep::crashed_inside_recovery(seed, &dirs, crashed, calls, |sim| {
+        drop(open(sim, w.options.clone()));
+    });
     let store = match open(&sim, w.options.clone()) {
         Ok(store) => store,
         Err(e) => return Err((stage, format!("refused to open: {e}"), sim)),
@@ -1098,92 +1062,58 @@ fn crash_during_recovery(
 }
 
 /// Runs seeds of one workload until this test's share of crash states is checked (or only
-/// the replayed seed), then reports, and fails with the first messages if anything failed.
+/// the replayed seed), then reports, and fails with the first messages if anything failed
+/// or (unless replaying) if the workloads never exercised what the test is about.
 fn run_test(
     test: &'static str,
     base_seed: u64,
     make: fn(&'static str, u64) -> Workload,
     cover: &[&str],
 ) {
-    let started = Instant::now();
-    let replay = env_u64("WALDEN_CRASH_SEED");
-    let soak_total = env_u64("WALDEN_CRASH_STATES");
-    let soak = soak_total.is_some() && replay.is_none();
-    let share = soak_total.map_or(STATES_PER_TEST, |n| n.div_ceil(TESTS).max(STATES_PER_TEST));
-    let first_seed = if soak {
-        let start: u64 = rand::random::<u32>().into();
-        println!("{test}: soak of {share} crash states from seed {start}");
-        start
-    } else {
-        base_seed
+    let mut s = StoreSweep {
+        test,
+        make,
+        only_damage: std::env::var("WALDEN_CRASH_DAMAGE").ok(),
+        cover: Coverage::default(),
+        in_checkpoint: 0,
+        checkpoint_calls: Vec::new(),
     };
-    let mut tally = Tally::default();
-    let mut seeds = 0;
-    match replay {
-        Some(seed) => {
-            sweep(&make(test, seed), false, &mut tally);
-            seeds = 1;
-        }
-        None => {
-            while tally.states < share {
-                sweep(&make(test, first_seed + seeds), soak, &mut tally);
-                seeds += 1;
-                if tally.failure_count > 0 && !soak {
-                    break;
-                }
-            }
-        }
+    let outcome = sweep::run(&mut s, test, base_seed, &BUDGET);
+    outcome.print(&format!(" ({} inside checkpoints)", s.in_checkpoint));
+    println!("{test}: the dry runs exercised {:?}", s.cover);
+    outcome.assert_passed();
+    if !outcome.replay {
+        assert_exercised(test, &s, cover);
     }
-    let total = STATES_CHECKED.fetch_add(tally.states, Ordering::Relaxed) + tally.states;
-    println!(
-        "{test}: {} crash states ({} inside checkpoints) over {seeds} seeds, plus {} crashes \
-         after or during recovery, in {:.1?}; {} failures; crash_sim total so far: {total} \
-         crash states",
-        tally.states,
-        tally.in_checkpoint,
-        tally.later_crashes,
-        started.elapsed(),
-        tally.failure_count
+}
+
+/// Asserts that a crash point fell inside a checkpoint and that the dry runs exercised
+/// every path the test is about (`cover` adds "release" and "spill-abort" to the common
+/// ones).
+fn assert_exercised(test: &str, s: &StoreSweep, cover: &[&str]) {
+    assert!(
+        s.in_checkpoint > 0,
+        "{test}: no crash point fell inside a checkpoint"
     );
-    println!("{test}: the dry runs exercised {:?}", tally.cover);
-    if tally.failure_count > 0 {
-        panic!(
-            "{} failures in {test}; the first {}:\n\n{}",
-            tally.failure_count,
-            tally.failures.len(),
-            tally.failures.join("\n\n")
-        );
+    let c = s.cover;
+    let mut needed = vec![
+        ("commits", c.commits),
+        ("precondition failures", c.precondition_failures),
+        ("conflicts", c.conflicts),
+        ("spilled commits", c.spilled_commits),
+        ("aborts", c.aborts),
+        ("checkpoints", c.checkpoints),
+        ("segment rotations", c.segment_rotations),
+    ];
+    if cover.contains(&"release") {
+        needed.push(("segments released by checkpoints", c.segments_released));
     }
-    if replay.is_none() {
-        assert!(
-            tally.states >= share,
-            "{test} checked only {} crash states, fewer than its share of {share}",
-            tally.states
-        );
-        assert!(
-            tally.in_checkpoint > 0,
-            "{test}: no crash point fell inside a checkpoint"
-        );
-        let c = tally.cover;
-        let mut needed = vec![
-            ("commits", c.commits),
-            ("precondition failures", c.precondition_failures),
-            ("conflicts", c.conflicts),
-            ("spilled commits", c.spilled_commits),
-            ("aborts", c.aborts),
-            ("checkpoints", c.checkpoints),
-            ("segment rotations", c.segment_rotations),
-        ];
-        if cover.contains(&"release") {
-            needed.push(("segments released by checkpoints", c.segments_released));
-        }
-        if cover.contains(&"spill-abort") {
-            needed.push(("spilled aborts", c.spilled_aborts));
-            needed.push(("spilled commits refused", c.spilled_failed_commits));
-        }
-        for (what, n) in needed {
-            assert!(n > 0, "{test}: the workloads never exercised {what}");
-        }
+    if cover.contains(&"spill-abort") {
+        needed.push(("spilled aborts", c.spilled_aborts));
+        needed.push(("spilled commits refused", c.spilled_failed_commits));
+    }
+    for (what, n) in needed {
+        assert!(n > 0, "{test}: the workloads never exercised {what}");
     }
 }
 

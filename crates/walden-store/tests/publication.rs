@@ -19,87 +19,42 @@
 mod support;
 
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 use support::{open, sim_options, LOG_DIR};
-use walden_log::storage::{DirLock, OpenMode, SimStorage, Storage, StorageFile};
+use walden_log::storage::{SimStorage, StorageFile};
 use walden_store::{Store, StoreOptions};
+use walden_testkit::forwarding::{FileHooks, Forwarding};
 
-/// `SimStorage` whose file syncs wait while the gate is closed, counting the waiters.
-#[derive(Debug, Clone)]
-struct Gated {
-    inner: SimStorage,
-    gate: Arc<(Mutex<(bool, usize)>, Condvar)>,
+/// File hooks whose syncs wait while the gate is closed, counting the waiters: the state
+/// is (closed, syncs waiting).
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<(bool, usize)>,
+    opened: Condvar,
 }
 
-#[derive(Debug)]
-struct GatedFile {
-    inner: Arc<dyn StorageFile>,
-    gate: Arc<(Mutex<(bool, usize)>, Condvar)>,
-}
-
-impl Gated {
+impl Gate {
     fn set_closed(&self, closed: bool) {
-        self.gate.0.lock().unwrap().0 = closed;
-        self.gate.1.notify_all();
+        self.state.lock().unwrap().0 = closed;
+        self.opened.notify_all();
     }
     fn syncs_waiting(&self) -> usize {
-        self.gate.0.lock().unwrap().1
+        self.state.lock().unwrap().1
     }
 }
 
-impl StorageFile for GatedFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let (lock, cv) = &*self.gate;
-        let mut g = lock.lock().unwrap();
+impl FileHooks for Gate {
+    fn sync_data(&self, file: &dyn StorageFile) -> io::Result<()> {
+        let mut g = self.state.lock().unwrap();
         g.1 += 1;
         while g.0 {
-            g = cv.wait(g).unwrap();
+            g = self.opened.wait(g).unwrap();
         }
         g.1 -= 1;
         drop(g);
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl Storage for Gated {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(GatedFile {
-            inner: self.inner.open(path, mode)?,
-            gate: self.gate.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock_dir(dir)
+        file.sync_data()
     }
 }
 
@@ -275,20 +230,11 @@ fn a_failed_sync_under_many_waiters_wakes_every_one_and_publishes_nothing_after(
 
 #[test]
 fn a_commit_the_running_turn_missed_is_published_with_no_later_commit() {
-    let gated = Gated {
-        inner: SimStorage::new(3),
-        gate: Arc::default(),
-    };
-    let store = Arc::new(
-        Store::open_with(
-            sim_options(1 << 20, 4),
-            Arc::new(gated.clone()) as Arc<dyn Storage>,
-            &mut |_| {},
-        )
-        .unwrap(),
-    );
+    let gated = Forwarding::new(SimStorage::new(3), Gate::default());
+    let store =
+        Arc::new(Store::open_with(sim_options(1 << 20, 4), gated.shared(), &mut |_| {}).unwrap());
     store.put(b"pub", b"warm", b"v").unwrap();
-    gated.set_closed(true);
+    gated.hooks().set_closed(true);
     // Detached threads: if a commit is never published, the test fails on the timeout
     // below instead of hanging in a join.
     let (done_tx, done_rx) = mpsc::channel();
@@ -301,7 +247,7 @@ fn a_commit_the_running_turn_missed_is_published_with_no_later_commit() {
     };
     // A commits and runs a turn, which waits in its sync at the closed gate.
     commit_in_thread(b"a");
-    while gated.syncs_waiting() == 0 {
+    while gated.hooks().syncs_waiting() == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
     // B commits now: A's turn has its snapshot, so B waits for the next turn.
@@ -312,7 +258,7 @@ fn a_commit_the_running_turn_missed_is_published_with_no_later_commit() {
     }
     // Time for B to go from applying its commit to waiting for its turn.
     std::thread::sleep(Duration::from_millis(200));
-    gated.set_closed(false);
+    gated.hooks().set_closed(false);
     let mut done: Vec<&[u8]> = (0..2)
         .map(|_| {
             done_rx

@@ -13,18 +13,18 @@
 //! - [`recover`]: reopen after a crash and read every record back into a [`Recovered`].
 //! - [`snapshot`], [`restore`]: copy a crashed (fully durable) file system, so one crash
 //!   state can be recovered many times, for example with a crash inside each recovery.
-//! - [`seeds_from_env`], [`env_u64`]: the `WALDEN_CRASH_*` environment knobs.
+//!
+//! Seeds, the `WALDEN_CRASH_*` knobs and damage patterns are walden-testkit's.
 #![allow(dead_code)]
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Arc;
-use walden_log::storage::{CrashDamage, SimStorage, Storage};
+use std::path::{Path, PathBuf};
+use walden_log::storage::SimStorage;
 use walden_log::{Lsn, Options, Wal};
+use walden_testkit::seeds::mix;
+use walden_testkit::simfs::{self, Snapshot};
 
 /// The log directory of every simulated log.
 pub const DIR: &str = "/sim/wal";
@@ -48,43 +48,7 @@ pub fn sim_options(segment_bytes: u64) -> Options {
 
 /// Opens (creating or recovering) the log `options` describes on `sim`.
 pub fn open(sim: &SimStorage, options: Options) -> walden_log::Result<Wal> {
-    Wal::open_with(
-        options,
-        Arc::new(sim.clone()) as Arc<dyn Storage>,
-        &mut |_| {},
-    )
-}
-
-/// A short name for a damage pattern, as printed in failure messages.
-pub fn damage_name(damage: CrashDamage) -> &'static str {
-    match damage {
-        CrashDamage::DropAll => "DropAll",
-        CrashDamage::KeepAll => "KeepAll",
-        CrashDamage::RandomSubset => "RandomSubset",
-        CrashDamage::RandomZeroed => "RandomZeroed",
-        CrashDamage::RandomGarbled => "RandomGarbled",
-        CrashDamage::TornPrefix => "TornPrefix",
-    }
-}
-
-/// A damage pattern picked uniformly by `rng`.
-pub fn random_damage(rng: &mut impl Rng) -> CrashDamage {
-    let all = CrashDamage::ALL;
-    all[rng.gen_range(0..all.len())]
-}
-
-/// A seeded generator for one derived purpose: the same `(seed, salt)` always gives the
-/// same stream, and different salts give unrelated streams.
-pub fn rng_for(seed: u64, salt: u64) -> SmallRng {
-    SmallRng::seed_from_u64(mix(seed, salt))
-}
-
-/// Combines two numbers into a well-spread seed (splitmix64 finaliser).
-pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    Wal::open_with(options, simfs::shared(sim), &mut |_| {})
 }
 
 /// `len` bytes that identify `tag` (text naming the writer, the record and its round): the
@@ -366,66 +330,19 @@ pub fn read_all(wal: &Wal) -> Result<Recovered, String> {
     })
 }
 
-/// Every file directly in [`DIR`] with its content. Take it right after
-/// [`SimStorage::crash`], when nothing is pending, so the content is exactly the durable state.
-pub type Snapshot = Vec<(String, Vec<u8>)>;
-
 /// The files of [`DIR`] on `sim` (see [`Snapshot`]).
 pub fn snapshot(sim: &SimStorage) -> Snapshot {
-    let dir = dir();
-    sim.file_names(&dir)
-        .into_iter()
-        .filter_map(|name| {
-            let bytes = sim.read_file(&dir.join(&name))?;
-            Some((name, bytes))
-        })
-        .collect()
+    simfs::snapshot(sim, &[Path::new(DIR)])
 }
 
 /// A new [`SimStorage`] seeded with `seed` holding exactly `files` in [`DIR`], all durable.
 pub fn restore(seed: u64, files: &Snapshot) -> SimStorage {
-    let sim = SimStorage::new(seed);
-    let dir = dir();
-    sim.create_dir_all(&dir).expect("simulated create_dir_all");
-    for (name, bytes) in files {
-        sim.write_file(&dir.join(name), bytes)
-            .expect("simulated write_file");
-    }
-    sim
+    simfs::restore(seed, &[Path::new(DIR)], files)
 }
 
 /// The names and lengths of the files in [`DIR`], for failure messages.
 pub fn describe_files(sim: &SimStorage) -> String {
-    let dir = dir();
-    let mut out = String::new();
-    for name in sim.file_names(&dir) {
-        let len = sim.read_file(&dir.join(&name)).map_or(0, |b| b.len());
-        let _ = write!(out, "{name} ({len} bytes) ");
-    }
-    if out.is_empty() {
-        out.push_str("(no files)");
-    }
-    out
-}
-
-/// The value of environment variable `name` as a number, if set. Panics (naming it) if it
-/// is set but not a number, so a typo does not silently run the default.
-pub fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    let value = value.trim();
-    match value.parse() {
-        Ok(n) => Some(n),
-        Err(_) => panic!("{name}={value:?} is not a number"),
-    }
-}
-
-/// The seeds a simulation test runs: only `WALDEN_CRASH_SEED` when that is set (a replay),
-/// else `base, base + 1, ...` as many as `wanted`.
-pub fn seeds_from_env(base: u64, wanted: u64) -> Vec<u64> {
-    match env_u64("WALDEN_CRASH_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..wanted).map(|i| base + i).collect(),
-    }
+    simfs::describe_files(sim, &[Path::new(DIR)])
 }
 
 /// A short hex preview of `bytes` for messages.

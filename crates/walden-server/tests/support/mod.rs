@@ -351,4 +351,5 @@ pub fn sse_events(url: &str, headers: &[(&str, &str)]) -> (u16, mpsc::Receiver<S
     (status, rx)
 }
 
+pub mod crash;
 pub mod workload;

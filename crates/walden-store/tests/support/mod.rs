@@ -12,17 +12,17 @@
 //!   versions and history of every key ever touched).
 //! - [`snapshot`], [`restore`]: copy a crashed (fully durable) file system, so one crash
 //!   state can be recovered many times, for example with a crash inside each recovery.
-//! - [`env_u64`], [`mix`], [`rng_for`], [`damage_name`]: seeds and knobs.
+//!
+//! Seeds, the `WALDEN_CRASH_*` knobs and damage patterns are walden-testkit's.
 #![allow(dead_code)]
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use walden_log::storage::{CrashDamage, SimStorage, Storage};
+use std::path::Path;
+use walden_log::storage::SimStorage;
 use walden_store::{Limits, Precondition, Scan, Store, StoreOptions};
+use walden_testkit::seeds::mix;
+use walden_testkit::simfs::{self, Snapshot};
 
 /// The store directory of every simulated store.
 pub const DIR: &str = "/s";
@@ -51,11 +51,7 @@ pub fn sim_options(spill_bytes: usize, history: usize) -> StoreOptions {
 
 /// Opens (creating or recovering) the store `options` describes on `sim`.
 pub fn open(sim: &SimStorage, options: StoreOptions) -> walden_store::Result<Store> {
-    Store::open_with(
-        options,
-        Arc::new(sim.clone()) as Arc<dyn Storage>,
-        &mut |_| {},
-    )
+    Store::open_with(options, simfs::shared(sim), &mut |_| {})
 }
 
 /// A (namespace, key) pair.
@@ -305,83 +301,24 @@ fn show_rows(rows: &[(Vec<u8>, Vec<u8>, u64)]) -> String {
     out
 }
 
-/// The files of a store's directories with their content. Take it right after
-/// [`SimStorage::crash`], when nothing is pending, so the content is the durable state.
-pub type Snapshot = Vec<(PathBuf, Vec<u8>)>;
+/// The directories of a store: its log and its checkpoints.
+fn dirs() -> [&'static Path; 2] {
+    [Path::new(LOG_DIR), Path::new(CHECKPOINT_DIR)]
+}
 
-/// The files of [`LOG_DIR`] and [`CHECKPOINT_DIR`] on `sim`.
+/// The files of [`LOG_DIR`] and [`CHECKPOINT_DIR`] on `sim` (see [`Snapshot`]).
 pub fn snapshot(sim: &SimStorage) -> Snapshot {
-    let mut out = Vec::new();
-    for dir in [LOG_DIR, CHECKPOINT_DIR] {
-        let dir = Path::new(dir);
-        for name in sim.file_names(dir) {
-            if let Some(bytes) = sim.read_file(&dir.join(&name)) {
-                out.push((dir.join(name), bytes));
-            }
-        }
-    }
-    out
+    simfs::snapshot(sim, &dirs())
 }
 
 /// A new [`SimStorage`] seeded with `seed` holding exactly `files`, all durable.
 pub fn restore(seed: u64, files: &Snapshot) -> SimStorage {
-    let sim = SimStorage::new(seed);
-    for dir in [LOG_DIR, CHECKPOINT_DIR] {
-        sim.create_dir_all(Path::new(dir))
-            .expect("simulated create_dir_all");
-    }
-    for (path, bytes) in files {
-        sim.write_file(path, bytes).expect("simulated write_file");
-    }
-    sim
+    simfs::restore(seed, &dirs(), files)
 }
 
 /// The names and lengths of the store's files, for failure messages.
 pub fn describe_files(sim: &SimStorage) -> String {
-    let mut out = String::new();
-    for dir in [LOG_DIR, CHECKPOINT_DIR] {
-        let dir = Path::new(dir);
-        for name in sim.file_names(dir) {
-            let len = sim.read_file(&dir.join(&name)).map_or(0, |b| b.len());
-            let _ = write!(out, "{name} ({len} bytes) ");
-        }
-    }
-    if out.is_empty() {
-        out.push_str("(no files)");
-    }
-    out
-}
-
-/// A short name for a damage pattern, as printed in failure messages.
-pub fn damage_name(damage: CrashDamage) -> &'static str {
-    match damage {
-        CrashDamage::DropAll => "DropAll",
-        CrashDamage::KeepAll => "KeepAll",
-        CrashDamage::RandomSubset => "RandomSubset",
-        CrashDamage::RandomZeroed => "RandomZeroed",
-        CrashDamage::RandomGarbled => "RandomGarbled",
-        CrashDamage::TornPrefix => "TornPrefix",
-    }
-}
-
-/// A damage pattern picked uniformly by `rng`.
-pub fn random_damage(rng: &mut impl Rng) -> CrashDamage {
-    let all = CrashDamage::ALL;
-    all[rng.gen_range(0..all.len())]
-}
-
-/// A seeded generator for one derived purpose: the same `(seed, salt)` always gives the
-/// same stream, and different salts give unrelated streams.
-pub fn rng_for(seed: u64, salt: u64) -> SmallRng {
-    SmallRng::seed_from_u64(mix(seed, salt))
-}
-
-/// Combines two numbers into a well-spread seed (splitmix64 finaliser).
-pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    simfs::describe_files(sim, &dirs())
 }
 
 /// `len` bytes that identify `tag`: the tag itself when it fits, then bytes derived from it.
@@ -395,15 +332,4 @@ pub fn value_bytes(tag: &str, len: usize) -> Vec<u8> {
         out.push(b'a' + (state % 26) as u8);
     }
     out
-}
-
-/// The value of environment variable `name` as a number, if set. Panics (naming it) if it
-/// is set but not a number, so a typo does not silently run the default.
-pub fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    let value = value.trim();
-    match value.parse() {
-        Ok(n) => Some(n),
-        Err(_) => panic!("{name}={value:?} is not a number"),
-    }
 }
