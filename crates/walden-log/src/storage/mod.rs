@@ -160,7 +160,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// Takes an exclusive lock on `dir` so that a second writer (in this or another process)
-    /// fails to open the same log. Fails with `WouldBlock` when already held.
+    /// fails to open the same log. Fails with `WouldBlock` when already held (the real file
+    /// system first waits a moment for a lock that a child process inherited: see
+    /// [`StdStorage`]).
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn DirLock>>;
 }
 

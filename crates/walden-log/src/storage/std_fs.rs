@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// [`Storage`] on the operating system's file system. `sync_data` is `fdatasync(2)`,
-/// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK`,
+/// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK` (waiting
+/// up to 250 ms for a lock held that briefly, as by a child between `fork` and `exec`),
 /// `advise_sequential` and `prefetch` are `posix_fadvise` (`POSIX_FADV_SEQUENTIAL`,
 /// `POSIX_FADV_WILLNEED`), `allocate` is `fallocate(2)` mode 0, and `write_zeroes` is
 /// `fallocate(2)` with `FALLOC_FL_WRITE_ZEROES`, or where that is not supported, `O_DIRECT`
@@ -159,6 +160,9 @@ fn write_zeroes_direct(_file: &File, _offset: u64, _len_bytes: u64) -> io::Resul
     ))
 }
 
+/// How long `lock_dir` waits for a lock held by someone else before reporting it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug)]
 struct StdDirLock {
     _file: File,
@@ -213,13 +217,28 @@ impl Storage for StdStorage {
             .create(true)
             .truncate(false)
             .open(dir.join("LOCK"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(StdDirLock { _file: file })),
-            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is locked by another writer", dir.display()),
-            )),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+        // A lock held for a moment only is waited for: `flock` belongs to the open file
+        // description, which a child process shares from `fork` until its `exec` closes it,
+        // so a process that spawns children can find its own just-released lock still held
+        // (seen as a flaky `Error::Locked` in walden-cli's tests). A real other writer holds
+        // it for longer than `LOCK_WAIT` and is reported.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut pause = std::time::Duration::from_micros(500);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Box::new(StdDirLock { _file: file })),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{} is locked by another writer", dir.display()),
+                    ))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
 }
@@ -228,6 +247,24 @@ impl Storage for StdStorage {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_lock_held_for_a_moment_is_waited_for_and_a_held_one_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = StdStorage::new();
+        let held = storage.lock_dir(dir.path()).unwrap();
+        let err = storage.lock_dir(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        // Released 30 ms later (as a child process's exec would): the wait gets it.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        storage.lock_dir(dir.path()).unwrap();
+        assert!(started.elapsed() < LOCK_WAIT);
+        releaser.join().unwrap();
+    }
 
     #[test]
     fn sequential_advice_is_accepted_and_changes_nothing() {
