@@ -295,6 +295,11 @@ impl Preparer {
         Ok(())
     }
 
+    /// The size of every segment it prepares.
+    pub fn segment_bytes(&self) -> u64 {
+        self.shared.segment_bytes
+    }
+
     /// Prepared plus released segments waiting now.
     pub fn spare_count(&self) -> usize {
         let st = self.shared.lock();

@@ -651,7 +651,11 @@ pub(crate) fn start_segment(
         // commit writes after every chunk (see `commit.rs`), since a recycled file holds
         // stale bytes there.
         let mut page = header.encode_page();
-        page.resize(DATA_OFFSET as usize + FRAME_HEADER_BYTES, 0);
+        // To the end of the first data page, as the group commit pads (see `commit.rs`).
+        let marker_end = (DATA_OFFSET + FRAME_HEADER_BYTES as u64)
+            .next_multiple_of(4096)
+            .min(preparer.segment_bytes());
+        page.resize(marker_end as usize, 0);
         file.write_all_at(&page, 0)
             .map_err(|e| Error::io("write", &path, e))?;
         file.sync_data()
