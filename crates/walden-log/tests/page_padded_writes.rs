@@ -50,7 +50,7 @@ fn every_write_ends_at_a_page_boundary() {
     for (offset, len) in writes {
         let end = offset + len as u64;
         assert!(
-            end % 4096 == 0 || end == SMALL_SEGMENT_BYTES,
+            end.is_multiple_of(4096) || end == SMALL_SEGMENT_BYTES,
             "a write of {len} bytes at {offset} ends inside a page"
         );
     }
