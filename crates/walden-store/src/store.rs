@@ -213,7 +213,11 @@ pub(crate) struct StoreInner {
     storage: Arc<dyn Storage>,
     checkpoint_dir: PathBuf,
     wal: Wal,
-    commit: Mutex<CommitState>,
+    /// The store's one point of serialisation. A `parking_lot` mutex: a publisher turn
+    /// releases its committers at once and they queue here; its adaptive spinning hands the
+    /// lock over with fewer sleeps than `std`'s (W6 A/B alternating, load 1.4-4.5: 64 writers
+    /// 77,318-78,563 -> 83,766-83,929 commits/s, 16 writers +6%).
+    commit: parking_lot::Mutex<CommitState>,
     /// Every key and its versions, applied or published (state.rs).
     table: Arc<Table>,
     /// `CommitState::tip` as the last commit left it, for the next publisher (which must not
@@ -336,7 +340,7 @@ impl Store {
         let inner = Arc::new(StoreInner {
             checkpoint_dir,
             storage,
-            commit: Mutex::new(CommitState {
+            commit: parking_lot::Mutex::new(CommitState {
                 tip,
                 spills: BTreeMap::new(),
             }),
@@ -482,7 +486,7 @@ impl Store {
     pub(crate) fn spill(&self, txn_id: u64, writes: &[Write]) -> Result<u64> {
         self.check_open()?;
         let record = encode_writes(txn_id, writes.iter());
-        let mut c = lock(&self.inner.commit);
+        let mut c = self.inner.commit.lock();
         let lsn = self
             .inner
             .wal
@@ -496,7 +500,7 @@ impl Store {
         if first_spill_lsn == 0 {
             return;
         }
-        let mut c = lock(&self.inner.commit);
+        let mut c = self.inner.commit.lock();
         // Best effort: recovery discards an unfinished transaction anyway.
         let _ = self
             .inner
@@ -526,7 +530,7 @@ impl Store {
         let batch = records
             .get(usize::from(writes_record.is_none())..)
             .unwrap_or_default();
-        let mut c = lock(&self.inner.commit);
+        let mut c = self.inner.commit.lock();
         let checked = {
             // Read-locked only: only commits write, and they queue on the commit mutex.
             let map = self.inner.table.read();
@@ -741,7 +745,7 @@ impl StoreInner {
         let mut kept = lock(&self.checkpointing);
         let bytes_now = self.wal.bytes_appended();
         let (state, meta) = {
-            let c = lock(&self.commit);
+            let c = self.commit.lock();
             let state = self
                 .visible
                 .read()
