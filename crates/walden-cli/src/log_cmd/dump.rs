@@ -13,9 +13,15 @@ use std::time::Duration;
 use walden_log::storage::StdStorage;
 use walden_log::{Lsn, RecordView, RecoveryMode};
 
-/// How often `--follow` looks for new records. Each look re-verifies the log from disk,
-/// so this trades latency against read load on a live writer.
+/// How often `--follow` looks for new records, at most. A look re-verifies the log from disk
+/// only when a file in it changed or changed lately (see [`Fingerprint`]), and the next look waits at least
+/// [`FOLLOW_PASS_SHARE`] times as long as the last verification took, so following a large
+/// log under a busy writer uses a bounded share of one core.
 const FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The wait after a verifying pass, as a multiple of that pass's time (at most a fifth of
+/// the time spent verifying).
+const FOLLOW_PASS_SHARE: u32 = 4;
 
 /// Consecutive failed looks `--follow` tolerates before giving up (2 s at the interval
 /// above). A writer rotating or recycling segments can make one look see a file renamed
@@ -48,7 +54,9 @@ pub struct DumpArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// After the last record, keep polling for records a writer appends, until interrupted
-    /// (Ctrl-C) or until --to-lsn or --limit is reached.
+    /// (Ctrl-C) or until --to-lsn or --limit is reached. Each look re-verifies the log, but
+    /// only when its files changed in the last second or since the last look, and never
+    /// more than a fifth of the time.
     #[arg(long)]
     pub follow: bool,
     /// Output format: `text` (key=value, one record a line) or `json` (one object a line).
@@ -139,8 +147,23 @@ pub fn run(args: &DumpArgs) -> Result<Status> {
     };
     let mut failures = 0u32;
     let mut passes = 0u64;
+    let mut seen: Option<Fingerprint> = None;
     while !done(args, &pos) {
-        match pass(args, &mut pos, &mut out) {
+        let now = Fingerprint::of(&args.dir);
+        if passes > 0
+            && failures == 0
+            && now.as_ref().is_some_and(Fingerprint::settled)
+            && now == seen
+        {
+            // Nothing in the directory changed since the last pass: nothing new to print.
+            std::thread::sleep(FOLLOW_POLL_INTERVAL);
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let outcome = pass(args, &mut pos, &mut out);
+        let took = started.elapsed();
+        seen = now;
+        match outcome {
             Ok(()) => failures = 0,
             Err(PassError::Output(e)) => return Err(e).context("writing to stdout"),
             // The first pass decides whether this is a readable log at all.
@@ -156,10 +179,42 @@ pub fn run(args: &DumpArgs) -> Result<Status> {
             break;
         }
         out.flush().context("writing to stdout")?;
-        std::thread::sleep(FOLLOW_POLL_INTERVAL);
+        std::thread::sleep(FOLLOW_POLL_INTERVAL.max(took * FOLLOW_PASS_SHARE));
     }
     out.flush().context("writing to stdout")?;
     Ok(Status::Success)
+}
+
+/// What `--follow` compares between looks: every file of the log directory with its length
+/// and modification time. A writer's append changes the active segment's modification time
+/// (and a rotation, truncation or recycling changes the list), so an equal fingerprint means
+/// there is nothing new to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint(Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>);
+
+/// How long after its last change a fingerprint is trusted: a modification time only moves
+/// at the kernel's clock tick, so two writes within one tick leave the same time, and a look
+/// between them would miss the second. Passes go on until the newest change is this old.
+const FINGERPRINT_SETTLE: Duration = Duration::from_secs(1);
+
+impl Fingerprint {
+    /// True when the newest change it records is older than [`FINGERPRINT_SETTLE`].
+    fn settled(&self) -> bool {
+        let newest = self.0.iter().filter_map(|(_, _, m)| *m).max();
+        newest.is_some_and(|m| m.elapsed().is_ok_and(|age| age > FINGERPRINT_SETTLE))
+    }
+
+    /// `None` when the directory cannot be read (the next pass then reports why).
+    fn of(dir: &std::path::Path) -> Option<Fingerprint> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).ok()? {
+            let entry = entry.ok()?;
+            let meta = entry.metadata().ok()?;
+            files.push((entry.file_name(), meta.len(), meta.modified().ok()));
+        }
+        files.sort();
+        Some(Fingerprint(files))
+    }
 }
 
 /// True once --to-lsn or --limit is reached.
@@ -230,5 +285,30 @@ fn write_record(out: &mut impl Write, r: &RecordView, format: Format) -> io::Res
             serde_json::to_writer(&mut *out, &line).map_err(io::Error::from)?;
             writeln!(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Fingerprint;
+    use walden_log::{Options, Wal};
+
+    #[test]
+    fn the_fingerprint_changes_with_an_append_and_only_then() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let wal = Wal::open(Options::new(&dir).segment_bytes(1 << 20)).unwrap();
+        wal.append(b"first").unwrap();
+        let before = Fingerprint::of(&dir).unwrap();
+        assert_eq!(Fingerprint::of(&dir).unwrap(), before, "nothing changed");
+        // Modification times can be as coarse as the kernel's tick: wait past it.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        wal.append(b"second").unwrap();
+        assert_ne!(Fingerprint::of(&dir).unwrap(), before, "an append is seen");
+        assert!(Fingerprint::of(&tmp.path().join("missing")).is_none());
+        assert!(!Fingerprint::of(&dir).unwrap().settled(), "just written");
+        std::thread::sleep(super::FINGERPRINT_SETTLE + std::time::Duration::from_millis(100));
+        assert!(Fingerprint::of(&dir).unwrap().settled());
     }
 }
