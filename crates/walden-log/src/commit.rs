@@ -20,6 +20,15 @@ use crate::format::FRAME_HEADER_BYTES;
 /// The page size the end marker pads to (the common 4 KiB; a larger page only means some
 /// writes still read their last page first).
 const PAGE_BYTES: u64 = 4096;
+
+/// Where the zeros written after frames that end at `end` stop: past the next frame
+/// header's place, at the end of the page that place ends in, or at the segment's end
+/// (see [`Inner::lead`] for why).
+pub(crate) fn end_marker_end(end: u64, segment_bytes: u64) -> u64 {
+    (end + FRAME_HEADER_BYTES as u64)
+        .next_multiple_of(PAGE_BYTES)
+        .min(segment_bytes)
+}
 use crate::regroup::Gather;
 use crate::waiters::Mark;
 use crate::wal::{lock, Inner};
@@ -183,9 +192,7 @@ impl Inner {
             // fell from 0.97x to 0.70x of the floor); padded, the next write's first page
             // is the one this write left in the cache.
             let end = c.offset + c.buf.len() as u64;
-            let marker_end = (end + FRAME_HEADER_BYTES as u64)
-                .next_multiple_of(PAGE_BYTES)
-                .min(self.options.segment_bytes);
+            let marker_end = end_marker_end(end, self.options.segment_bytes);
             let marker_bytes = marker_end.saturating_sub(end) as usize;
             c.buf.resize(c.buf.len() + marker_bytes, 0);
             c.file

@@ -124,13 +124,9 @@ impl Waiters {
     }
 
     /// How many threads are parked.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.parked.len()
-    }
-
-    /// True when no thread is parked.
-    pub fn is_empty(&self) -> bool {
-        self.parked.is_empty()
     }
 }
 

@@ -1,7 +1,8 @@
 //! The open log: shared state, opening (recovery applied), and the public handle.
 
+use crate::commit::end_marker_end;
 use crate::error::{Error, Result};
-use crate::format::{SegmentHeader, DATA_OFFSET, FRAME_HEADER_BYTES};
+use crate::format::{SegmentHeader, DATA_OFFSET};
 use crate::options::{Options, RecoveryMode};
 use crate::prepare::{Prepared, Preparer, PreparerConfig};
 use crate::recovery::{scan_log, Damage, LogScan, RecoveryProgress};
@@ -651,11 +652,11 @@ pub(crate) fn start_segment(
         // commit writes after every chunk (see `commit.rs`), since a recycled file holds
         // stale bytes there.
         let mut page = header.encode_page();
-        // To the end of the first data page, as the group commit pads (see `commit.rs`).
-        let marker_end = (DATA_OFFSET + FRAME_HEADER_BYTES as u64)
-            .next_multiple_of(4096)
-            .min(preparer.segment_bytes());
-        page.resize(marker_end as usize, 0);
+        // As the group commit pads (see `commit.rs`).
+        page.resize(
+            end_marker_end(DATA_OFFSET, preparer.segment_bytes()) as usize,
+            0,
+        );
         file.write_all_at(&page, 0)
             .map_err(|e| Error::io("write", &path, e))?;
         file.sync_data()
