@@ -203,21 +203,15 @@ pub(crate) fn w4(
     for rep in 0..plan.reps {
         // Which of walden and the floor reads cold first alternates with the repetition:
         // the floor's cold read varied 0.82-2.16 GB/s with what was read just before it.
-        let walden_first = rep % 2 == 1;
-        let mut walden_runs = None;
-        if walden_first {
-            walden_runs = Some(recover_cold_then_warm(helper, &dir, plan.segment_bytes)?);
-        }
-        for path in &files {
-            evict(path)?;
-        }
-        let (bytes, secs) = floor_read(&files)?;
-        let cold_floor = gb(bytes, secs);
-        let (bytes, secs) = floor_read(&files)?;
-        let warm_floor = gb(bytes, secs);
-        let (cold, warm) = match walden_runs {
-            Some(runs) => runs,
-            None => recover_cold_then_warm(helper, &dir, plan.segment_bytes)?,
+        let ((cold, warm), (cold_floor, warm_floor)) = if rep % 2 == 1 {
+            let walden = recover_cold_then_warm(helper, &dir, plan.segment_bytes)?;
+            (walden, floor_cold_then_warm(&files)?)
+        } else {
+            let floor = floor_cold_then_warm(&files)?;
+            (
+                recover_cold_then_warm(helper, &dir, plan.segment_bytes)?,
+                floor,
+            )
         };
         for ((walden, floor), (r, floor_m)) in cells
             .iter_mut()
@@ -272,6 +266,17 @@ fn recover_cold_then_warm(
     let cold = recover_with(helper, dir, segment_bytes)?;
     let warm = recover_with(helper, dir, segment_bytes)?;
     Ok((cold, warm))
+}
+
+/// Reads the segment files with the page cache emptied of them, then again: (cold, warm).
+fn floor_cold_then_warm(files: &[PathBuf]) -> anyhow::Result<(Metrics, Metrics)> {
+    for path in files {
+        evict(path)?;
+    }
+    let (bytes, secs) = floor_read(files)?;
+    let cold = gb(bytes, secs);
+    let (bytes, secs) = floor_read(files)?;
+    Ok((cold, gb(bytes, secs)))
 }
 
 fn gb(bytes: u64, secs: f64) -> Metrics {
