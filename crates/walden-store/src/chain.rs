@@ -45,10 +45,12 @@ impl Chain {
     /// A chain of `older` versions (oldest first), then `newest`; `None` unless they are in
     /// commit order (ascending LSNs and version numbers).
     pub fn from_versions(older: Vec<Version>, newest: Version) -> Option<Self> {
-        let all: Vec<&Version> = older.iter().chain(std::iter::once(&newest)).collect();
-        let in_order = all
+        let before = |a: &Version, b: &Version| a.lsn < b.lsn && a.version < b.version;
+        // Pairwise, without collecting: recovery checks every key of a checkpoint.
+        let in_order = older
             .windows(2)
-            .all(|p| matches!(p, [a, b] if a.lsn < b.lsn && a.version < b.version));
+            .all(|p| matches!(p, [a, b] if before(a, b)))
+            && older.last().is_none_or(|a| before(a, &newest));
         in_order.then_some(Chain { older, newest })
     }
 

@@ -185,8 +185,6 @@ struct Tip {
 
 /// Guarded by the commit mutex.
 struct CommitState {
-    /// Every commit appended so far is applied to the table; this is the newest.
-    tip: Tip,
     /// Transactions with spilled writes: first spill LSN, and commit LSN once committed.
     /// Entries of published commits are dropped lazily, by a later commit.
     spills: BTreeMap<u64, (u64, Option<u64>)>,
@@ -195,11 +193,9 @@ struct CommitState {
 /// Guarded by the publish mutex: who publishes, and what was published.
 #[derive(Debug, Default)]
 struct PublishState {
-    /// The number of the turn in progress, if any (a committer gathering commits, taking a
-    /// snapshot, waiting until it is durable, installing it).
-    publishing: Option<u64>,
-    /// Turns started so far.
-    turns: u64,
+    /// True while a turn is in progress (a committer gathering commits, taking a snapshot,
+    /// waiting until it is durable, installing it).
+    publishing: bool,
     /// LSN of the newest published state: every commit at or below it is visible.
     published_lsn: u64,
     /// Committers parked until a turn publishes their commit (or to run the next turn).
@@ -220,8 +216,8 @@ pub(crate) struct StoreInner {
     commit: parking_lot::Mutex<CommitState>,
     /// Every key and its versions, applied or published (state.rs).
     table: Arc<Table>,
-    /// `CommitState::tip` as the last commit left it, for the next publisher (which must not
-    /// queue on the commit mutex). Locked after the commit mutex, or alone.
+    /// The newest commit applied, as the last commit left it (written under the commit
+    /// mutex), for the next publisher (which must not queue on that mutex). Locked after the commit mutex, or alone.
     newest: Mutex<Tip>,
     publish: Mutex<PublishState>,
     /// Applied commits, counted for the gathering publisher (see `crate::gather`).
@@ -341,14 +337,12 @@ impl Store {
             checkpoint_dir,
             storage,
             commit: parking_lot::Mutex::new(CommitState {
-                tip,
                 spills: BTreeMap::new(),
             }),
             table: state.table().clone(),
             newest: Mutex::new(tip),
             publish: Mutex::new(PublishState {
-                publishing: None,
-                turns: 0,
+                publishing: false,
                 published_lsn: tip.lsn,
                 waiters: Waiters::default(),
                 policy: TurnPolicy::default(),
@@ -509,11 +503,6 @@ impl Store {
         c.spills.remove(&txn_id);
     }
 
-    pub(crate) fn commit(&self, req: CommitRequest) -> Result<CommitInfo> {
-        let (commit_lsn, versions) = self.log_and_apply(req)?;
-        self.finish_commit(commit_lsn, versions)
-    }
-
     /// The first half of a commit, under the commit mutex: checks, appends the batch
     /// buffered, applies it to the latest state and queues that state for publication.
     /// Returns the commit LSN and the new versions (not yet deduplicated). Nothing waits for
@@ -566,11 +555,14 @@ impl Store {
             req.final_writes.len(),
             "indexes into writes"
         );
-        c.tip = Tip {
-            lsn: commit_lsn,
-            keys: c.tip.keys + new_keys,
-        };
-        *lock(&self.inner.newest) = c.tip;
+        {
+            // Written only here, under the commit mutex: the newest commit applied.
+            let mut newest = lock(&self.inner.newest);
+            *newest = Tip {
+                lsn: commit_lsn,
+                keys: newest.keys + new_keys,
+            };
+        }
         self.inner.gathering.applied_one();
         if !c.spills.is_empty() {
             if let Some(s) = c.spills.get_mut(&req.txn_id) {
@@ -583,17 +575,6 @@ impl Store {
         }
         drop(c);
         Ok((commit_lsn, versions))
-    }
-
-    /// The second half of a blocking commit: returns once the commit is durable (at the
-    /// store's durability) and visible, running the publisher's turn that makes it so or
-    /// waiting for it.
-    fn finish_commit(&self, commit_lsn: u64, versions: KeyVersions) -> Result<CommitInfo> {
-        self.inner.publish_through(commit_lsn)?;
-        Ok(CommitInfo {
-            lsn: Lsn(commit_lsn),
-            versions,
-        })
     }
 
     /// Takes a checkpoint of the visible state now, while writers go on; then releases the
@@ -656,7 +637,7 @@ impl StoreInner {
             if p.published_lsn >= lsn {
                 return Ok(());
             }
-            if p.publishing.is_some() {
+            if p.publishing {
                 // Woken once: by the turn that publishes this commit, or to run the next
                 // turn (walden_log::waiters: a condition variable per turn woke all of a
                 // turn's waiters to contend for this mutex, and perf put W6 at 0.35x the
@@ -670,14 +651,11 @@ impl StoreInner {
                 p = lock(&self.publish);
                 continue;
             }
-            let turn = p.turns;
-            p.turns += 1;
-            p.publishing = Some(turn);
+            p.publishing = true;
             let (plan, since) = p.policy.plan(self.gathering.applied());
             drop(p);
             let mut guard = PublisherTurn {
                 inner: self,
-                turn,
                 published_lsn: None,
                 counts: None,
                 durable_wait: Duration::ZERO,
@@ -853,7 +831,6 @@ fn check_conflicts(map: &Map, req: &CommitRequest) -> Result<()> {
 /// a failure they find nothing published and retry, each in a turn of its own).
 struct PublisherTurn<'a> {
     inner: &'a StoreInner,
-    turn: u64,
     /// What the turn made visible (`None`: nothing, it failed or unwound).
     published_lsn: Option<u64>,
     /// Applied-commit counts of the turn, once it has snapshotted.
@@ -875,8 +852,8 @@ impl Drop for PublisherTurn<'_> {
                 p.policy.turn_done(counts, applied, self.durable_wait);
             }
         }
-        debug_assert_eq!(p.publishing, Some(self.turn));
-        p.publishing = None;
+        debug_assert!(p.publishing, "a turn ends the one in progress");
+        p.publishing = false;
         let published = p.published_lsn;
         // The committers this turn published, and one more (if any wait) to run the next.
         let wake = p.waiters.satisfied(published, published);

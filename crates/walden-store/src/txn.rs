@@ -339,9 +339,8 @@ impl<'s> Transaction<'s> {
     /// Commits: checks preconditions and write conflicts against the latest state, logs the
     /// remaining writes and the commit as one atomic batch, applies them, and returns once
     /// the commit is durable (at the store's durability) and visible.
-    pub fn commit(mut self) -> Result<CommitInfo> {
-        let request = self.commit_request();
-        self.store.commit(request)
+    pub fn commit(self) -> Result<CommitInfo> {
+        self.commit_deferred()?.wait()
     }
 
     /// Commits without waiting: checks, logs and applies exactly like [`Transaction::commit`],
