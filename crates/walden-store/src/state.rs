@@ -27,6 +27,7 @@
 use crate::chain::{Chain, Version};
 use crate::codec::{Bytes, Write};
 use crate::keys::{EntryKey, KeyPair, KeyRef};
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -175,21 +176,25 @@ pub(crate) fn apply(
         commit_time_ms,
         value: w.value.clone(),
     };
-    if let Some(chain) = map.get_mut(&KeyRef {
-        ns: &w.ns,
-        key: &w.key,
-    } as &dyn KeyPair)
-    {
-        let version = chain.newest().version + 1;
-        chain.push(new(version), history, floor);
-        return (version, false);
-    }
+    // One descent of the tree whether the key is new or not (a lookup, then an insert for
+    // a new key, were two); the owned key costs two reference counts, dropped at once when
+    // the key is there.
     let key = EntryKey {
         ns: w.ns.clone(),
         key: w.key.clone(),
     };
-    map.insert(key, Chain::first(new(1)));
-    (1, true)
+    match map.entry(key) {
+        Entry::Occupied(mut entry) => {
+            let chain = entry.get_mut();
+            let version = chain.newest().version + 1;
+            chain.push(new(version), history, floor);
+            (version, false)
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(Chain::first(new(1)));
+            (1, true)
+        }
+    }
 }
 
 /// A registered snapshot.
