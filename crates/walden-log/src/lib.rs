@@ -40,6 +40,7 @@ mod recovery;
 pub mod regroup;
 mod stats;
 pub mod storage;
+mod sync_failure;
 mod truncate;
 pub mod waiters;
 mod wal;
@@ -54,6 +55,7 @@ pub use options::{Durability, Options, Preallocation, RecoveryMode};
 pub use reader::{LogReader, Record, TailReader};
 pub use recovery::{Damage, RecoveryProgress};
 pub use stats::StatsSnapshot;
+pub use sync_failure::MARKER as SYNC_FAILED_MARKER;
 pub use wal::{RecoveryReport, SegmentInfo, Wal};
 
 /// The README's Rust example, compiled and run as a doctest so it cannot rot.

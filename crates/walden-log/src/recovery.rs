@@ -116,6 +116,8 @@ pub(crate) struct LogScan {
     /// Highest segment id seen in any file name (live, spare or free).
     pub max_id: u64,
     pub bytes_scanned: u64,
+    /// The sync-failure marker was present: every segment's cache was dropped before reading.
+    pub read_past_cache: bool,
 }
 
 /// Reads and classifies every segment of `dir`, then verifies the log as `mode` says.
@@ -138,9 +140,12 @@ pub(crate) fn scan_log(
         .filter_map(|n| parse_free_file_name(n).map(|id| (id, join(dir, n))))
         .collect();
     free.sort_unstable();
+    // A poisoned log's pages may be cached but not on the device: read past the cache.
+    let read_past_cache =
+        crate::sync_failure::present(storage, dir).map_err(|e| Error::io("list", dir, e))?;
     let mut files = Vec::with_capacity(ids.len());
     for id in &ids {
-        files.push(classify(storage, dir, *id, open_mode)?);
+        files.push(classify(storage, dir, *id, open_mode, read_past_cache)?);
     }
     let log_id = check_identity(&files)?;
     let max_id = ids
@@ -169,6 +174,7 @@ pub(crate) fn scan_log(
         last_crc: 0,
         max_id,
         bytes_scanned: 0,
+        read_past_cache,
     };
     for f in trailing {
         match &f.class {
@@ -273,11 +279,21 @@ fn unverified_chain_proof(f: &SegmentFile, lsn: u64, chain: u32) -> Option<Strin
     None
 }
 
-fn classify(storage: &dyn Storage, dir: &Path, id: u64, mode: OpenMode) -> Result<SegmentFile> {
+fn classify(
+    storage: &dyn Storage,
+    dir: &Path,
+    id: u64,
+    mode: OpenMode,
+    read_past_cache: bool,
+) -> Result<SegmentFile> {
     let path = join(dir, &format::segment_file_name(id));
     let file = storage
         .open(&path, mode)
         .map_err(|e| Error::io("open", &path, e))?;
+    if read_past_cache {
+        file.drop_cache()
+            .map_err(|e| Error::io("posix_fadvise(DONTNEED)", &path, e))?;
+    }
     let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
     let mut page = vec![0u8; len.min(DATA_OFFSET) as usize];
     let class = match read_exact_at(&*file, &mut page, 0) {

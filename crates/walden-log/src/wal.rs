@@ -129,6 +129,10 @@ pub struct RecoveryReport {
     /// True when appends continue in a fresh segment because the old tail held damaged or
     /// stale bytes (they are superseded, never overwritten in place).
     pub started_new_segment: bool,
+    /// True when the log had been poisoned by a failed write or sync (its `SYNC_FAILED`
+    /// marker was present), so recovery dropped the segments' cached pages first and read
+    /// what the device holds (see docs/DURABILITY.md).
+    pub read_past_cache: bool,
     /// How long recovery took.
     pub elapsed: Duration,
 }
@@ -143,6 +147,8 @@ struct Parts {
     preparer: Option<Preparer>,
     report: RecoveryReport,
     lock: Option<Box<dyn DirLock>>,
+    /// Where a poisoned writable log leaves its sync-failure marker (None: read-only).
+    storage: Option<Arc<dyn Storage>>,
 }
 
 impl RecoveryReport {
@@ -164,6 +170,7 @@ impl RecoveryReport {
             skipped: scan.skipped.clone(),
             files_released,
             started_new_segment,
+            read_past_cache: scan.read_past_cache,
             elapsed: started.elapsed(),
         }
     }
@@ -189,6 +196,8 @@ pub(crate) struct Inner {
     pub preparer: Option<Preparer>,
     pub report: RecoveryReport,
     pub _lock: Option<Box<dyn DirLock>>,
+    /// Where poisoning writes the sync-failure marker (None: read-only).
+    pub storage: Option<Arc<dyn Storage>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -319,6 +328,11 @@ impl Wal {
         for (id, path) in &superseded {
             preparer.release(*id, path)?;
         }
+        if scan.read_past_cache {
+            // Read from the device, cut where it ends, synced: the cache no longer matters.
+            crate::sync_failure::clear(&*storage, &dir)
+                .map_err(|e| Error::io("remove", dir.join(crate::sync_failure::MARKER), e))?;
+        }
         let report = RecoveryReport::from_scan(
             options.recovery,
             &scan,
@@ -336,6 +350,7 @@ impl Wal {
             preparer: Some(preparer),
             report,
             lock: Some(dir_lock),
+            storage: Some(storage.clone()),
         };
         Ok(Wal::assemble(dir, options, &scan, parts))
     }
@@ -383,6 +398,7 @@ impl Wal {
             preparer: None,
             report,
             lock: None,
+            storage: None,
         };
         Ok(Wal::assemble(dir, options, &scan, parts))
     }
@@ -425,6 +441,7 @@ impl Wal {
                 preparer: parts.preparer,
                 report: parts.report,
                 _lock: parts.lock,
+                storage: parts.storage,
             }),
         }
     }
@@ -597,7 +614,19 @@ impl Inner {
     pub fn poison_with(&self, e: &Error) {
         let mut p = lock(&self.poison);
         if p.is_none() {
-            *p = Some(e.to_string());
+            let mut cause = e.to_string();
+            if let Some(storage) = &self.storage {
+                // So that the next open reads the device, not pages that a failed sync left
+                // cached (sync_failure.rs). Under the commit lock: a rare path.
+                if let Err(m) = crate::sync_failure::record(&**storage, &self.dir, &cause) {
+                    cause.push_str(&format!(
+                        " (and the {} marker could not be written: {m}; reopen only after a \
+                         reboot)",
+                        crate::sync_failure::MARKER
+                    ));
+                }
+            }
+            *p = Some(cause);
         }
         self.poisoned.store(true, Ordering::Release);
         // Parked waiters are woken by the failed leader, which holds the commit lock here.

@@ -14,7 +14,9 @@
 //!   but are durable only after `sync_dir` on the parent directory returns `Ok`.
 //! - An error from `sync_data` means the durable state of that file is unknown; the engine
 //!   never retries it (see docs/DURABILITY.md, "fsync failure").
-//! - Reads see every write made before them, synced or not.
+//! - Reads see every write made before them, synced or not; except that after a failed
+//!   `sync_data`, [`StorageFile::drop_cache`] makes the writes that sync did not make durable
+//!   read as what the device holds (Linux: they are never written, yet stay cached).
 //! - `write_zeroes`, `allocate` and `set_len` are changes like writes: durable (content,
 //!   length, reservation) after `sync_data` on that file, and until then in any state a
 //!   crash leaves a write or a length change in. `advise_sequential` and `prefetch` are
@@ -82,6 +84,17 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// The default does nothing.
     fn prefetch(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
         let _ = (offset, len_bytes);
+        Ok(())
+    }
+
+    /// Drops the file's clean cached pages, so that later reads of them come from the device
+    /// (`posix_fadvise(POSIX_FADV_DONTNEED)`). Pages not yet written back (dirty) stay and
+    /// still read as written. What it is for: after a failed `sync_data`, Linux marks the
+    /// pages that never reached the device clean but keeps them readable; after this call
+    /// they read as what the device holds. Changes no durable state.
+    ///
+    /// The default does nothing (a storage without a cache apart from its durable state).
+    fn drop_cache(&self) -> io::Result<()> {
         Ok(())
     }
 

@@ -21,7 +21,8 @@
 //! - **Stale handles**: after a crash every handle opened before it fails every call.
 //! - **`fsync` failure with Linux semantics** ([`SimStorage::fail_sync_after`]): `EIO`, and the
 //!   pending data is dropped from the dirty set without reaching the disk, while reads still
-//!   return it; a later successful sync does not write it either.
+//!   return it (until [`StorageFile::drop_cache`]); a later successful sync does not write it
+//!   either.
 //! - **Full disk** ([`SimStorage::set_space_limit`]): `ENOSPC` on a write or `set_len` that
 //!   would grow the total size past the limit; the failed call changes nothing.
 //! - **Read errors** ([`SimStorage::fail_reads`]): `EIO` on any read touching a byte range.
@@ -609,19 +610,26 @@ fn replay_prefix(inode: &mut Inode, rng: &mut SmallRng) {
 
 /// Makes every pending change of `inode` durable, at a cost of the pending bytes.
 fn flush(inode: &mut Inode) {
+    let mut durable = std::mem::take(&mut inode.durable);
+    overlay_pending(inode, &mut durable);
+    inode.durable = durable;
+    inode.pending.clear();
+}
+
+/// Resizes `image` to the file's current length and copies the current bytes of every
+/// pending change over it: the durable image plus what is still to be written.
+fn overlay_pending(inode: &Inode, image: &mut Vec<u8>) {
     let len = inode.current.len();
-    inode.durable.resize(len, 0);
+    image.resize(len, 0);
     for op in &inode.pending {
         let range = op.byte_range();
         let range = range.start.min(len)..range.end.min(len);
-        if let (Some(target), Some(source)) = (
-            inode.durable.get_mut(range.clone()),
-            inode.current.get(range),
-        ) {
+        if let (Some(target), Some(source)) =
+            (image.get_mut(range.clone()), inode.current.get(range))
+        {
             target.copy_from_slice(source);
         }
     }
-    inode.pending.clear();
 }
 
 fn lock_state(shared: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -1303,6 +1311,18 @@ impl StorageFile for SimFile {
         state.prefetches = state.prefetches.saturating_add(1);
         Ok(())
     }
+
+    /// Reads then return the durable image with the pending changes over it: what a failed
+    /// `sync_data` dropped from the pending set (Linux: pages marked clean, never written)
+    /// reads as the device holds it; the length stays (the inode's, in memory).
+    fn drop_cache(&self) -> io::Result<()> {
+        let mut state = self.hint()?;
+        let inode = state.inode_mut(self.inode)?;
+        let mut device = inode.durable.clone();
+        overlay_pending(inode, &mut device);
+        inode.current = device;
+        Ok(())
+    }
     fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
         let mut state = self.enter()?;
         self.check_writable()?;
@@ -1730,6 +1750,31 @@ mod tests {
             b"ABd!",
             "only the synced write survived"
         );
+    }
+
+    #[test]
+    fn drop_cache_shows_the_device_where_a_sync_failed_and_keeps_pending_writes() {
+        let sim = fresh(11);
+        let file = durable_file(&sim, "a", b"old!old!");
+        sim.fail_sync_after(1);
+        file.write_all_at(b"XY", 2).unwrap();
+        file.write_all_at(b"tail", 8).unwrap();
+        assert_eq!(file.sync_data().unwrap_err().raw_os_error(), Some(5));
+        // Written after the failure, not synced: still to be written back.
+        file.write_all_at(b"P", 0).unwrap();
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"PlXYold!tail");
+        file.drop_cache().unwrap();
+        let mut got = vec![0u8; 12];
+        assert_eq!(file.read_at(&mut got, 0).unwrap(), 12);
+        assert_eq!(
+            got, b"Pld!old!\0\0\0\0",
+            "the failed writes read as the device (old bytes, zeros past its end); the \
+             pending one as written; the length stays"
+        );
+        // Nothing durable changed: a crash that keeps everything pending shows the same.
+        file.sync_data().unwrap();
+        sim.crash(CrashDamage::DropAll);
+        assert_eq!(sim.read_file(&path("a")).unwrap(), b"Pld!old!\0\0\0\0");
     }
 
     #[test]

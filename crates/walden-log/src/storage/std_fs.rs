@@ -12,8 +12,8 @@ use std::sync::Arc;
 /// [`Storage`] on the operating system's file system. `sync_data` is `fdatasync(2)`,
 /// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK` (waiting
 /// up to 250 ms for a lock held that briefly, as by a child between `fork` and `exec`),
-/// `advise_sequential` and `prefetch` are `posix_fadvise` (`POSIX_FADV_SEQUENTIAL`,
-/// `POSIX_FADV_WILLNEED`), `allocate` is `fallocate(2)` mode 0, and `write_zeroes` is
+/// `advise_sequential`, `prefetch` and `drop_cache` are `posix_fadvise`
+/// (`POSIX_FADV_SEQUENTIAL`, `POSIX_FADV_WILLNEED`, `POSIX_FADV_DONTNEED`), `allocate` is `fallocate(2)` mode 0, and `write_zeroes` is
 /// `fallocate(2)` with `FALLOC_FL_WRITE_ZEROES`, or where that is not supported, `O_DIRECT`
 /// writes of zeros (see `direct_zeroes`). On other systems than Linux, the hints do nothing
 /// and both `allocate` and `write_zeroes` report `Unsupported`.
@@ -64,6 +64,10 @@ impl StorageFile for StdFile {
         prefetch(&self.0, offset, len_bytes)
     }
 
+    fn drop_cache(&self) -> io::Result<()> {
+        drop_cache(&self.0)
+    }
+
     fn write_zeroes(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
         match fallocate(&self.0, Fallocate::WriteZeroes, offset, len_bytes) {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -94,6 +98,16 @@ fn advise_sequential(file: &File) -> io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_sequential(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn drop_cache(file: &File) -> io::Result<()> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn drop_cache(_file: &File) -> io::Result<()> {
     Ok(())
 }
 
