@@ -169,8 +169,9 @@ pub(crate) struct CommitRequest {
     /// what `state::final_writes` yields.
     pub final_writes: Vec<usize>,
     pub unspilled_from: usize,
-    /// Commit LSN of the state the transaction read (its snapshot's `lsn`).
-    pub snapshot_lsn: u64,
+    /// Commit LSN of the snapshot the transaction read, if it read anything from it; `None`
+    /// for a transaction that only wrote (and required): it is not checked for conflicts.
+    pub read_snapshot_lsn: Option<u64>,
     pub preconditions: Vec<(MapKey, Precondition)>,
     pub first_spill_lsn: u64,
 }
@@ -805,18 +806,27 @@ fn check_preconditions(map: &Map, pres: &[(MapKey, Precondition)]) -> Result<()>
 }
 
 /// First committer wins: `Error::Conflict` if another transaction committed a key this one
-/// writes after its snapshot.
+/// writes after its snapshot, when this one read from that snapshot.
 ///
 /// A key changed since the snapshot exactly when its newest version's commit LSN is above
 /// the snapshot's LSN: versions carry their commit's LSN, and a snapshot at LSN `s` sees
 /// every commit at or below `s` and none above.
+///
+/// A transaction that read nothing is not checked: its writes depend on no value it saw, so
+/// committing it at its place in commit order, after whatever committed meanwhile, is the
+/// same as running it alone there (serializable; FoundationDB checks only read conflicts for
+/// the same reason). Two agents that blindly `put` one key both succeed, the later commit
+/// on top; fencing is what preconditions are for, and they are checked at commit.
 fn check_conflicts(map: &Map, req: &CommitRequest) -> Result<()> {
+    let Some(snapshot_lsn) = req.read_snapshot_lsn else {
+        return Ok(());
+    };
     debug_assert!(
         final_writes(&req.writes).eq(req.final_writes.iter().filter_map(|&i| req.writes.get(i))),
         "the transaction's final writes are state::final_writes"
     );
     for w in req.final_writes.iter().filter_map(|&i| req.writes.get(i)) {
-        if newest(map, &w.ns, &w.key).is_some_and(|v| v.lsn > req.snapshot_lsn) {
+        if newest(map, &w.ns, &w.key).is_some_and(|v| v.lsn > snapshot_lsn) {
             return Err(Error::Conflict {
                 ns: lossy(&w.ns),
                 key: lossy(&w.key),

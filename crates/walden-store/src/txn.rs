@@ -9,6 +9,7 @@ use crate::keys::MapKey;
 use crate::state::State;
 use crate::store::{CommitInfo, Store};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Up to this many writes, a transaction finds a key's last write by scanning its writes
 /// backwards; past it, through a hash table.
@@ -118,6 +119,9 @@ pub struct Transaction<'s> {
     unspilled_from: usize,
     unspilled_bytes: usize,
     first_spill_lsn: u64,
+    /// Whether anything was read from the snapshot (`get` of a key this transaction has not
+    /// written, `scan`): only then is the commit checked for write-write conflicts.
+    read_snapshot: AtomicBool,
     finished: bool,
 }
 
@@ -134,6 +138,7 @@ impl<'s> Transaction<'s> {
             unspilled_from: 0,
             unspilled_bytes: 0,
             first_spill_lsn: 0,
+            read_snapshot: AtomicBool::new(false),
             finished: false,
         }
     }
@@ -178,11 +183,13 @@ impl<'s> Transaction<'s> {
                 commit_time_ms: 0,
             });
         }
+        self.read_snapshot.store(true, Ordering::Relaxed);
         Versioned::from_version(&self.snapshot.get(ns, key)?)
     }
 
     /// Live keys of `ns` selected by `scan`, merged with this transaction's own writes.
     pub fn scan(&self, ns: &[u8], scan: &Scan) -> Vec<(Bytes, Versioned)> {
+        self.read_snapshot.store(true, Ordering::Relaxed);
         let Some((start, end)) = scan.bounds() else {
             return Vec::new();
         };
@@ -336,7 +343,8 @@ impl<'s> Transaction<'s> {
         Ok(())
     }
 
-    /// Commits: checks preconditions and write conflicts against the latest state, logs the
+    /// Commits: checks preconditions against the latest state, and write conflicts if this
+    /// transaction read from its snapshot (see docs/STORE.md), logs the
     /// remaining writes and the commit as one atomic batch, applies them, and returns once
     /// the commit is durable (at the store's durability) and visible.
     pub fn commit(self) -> Result<CommitInfo> {
@@ -368,7 +376,10 @@ impl<'s> Transaction<'s> {
             writes: std::mem::take(&mut self.writes),
             final_writes,
             unspilled_from: self.unspilled_from,
-            snapshot_lsn: self.snapshot.lsn(),
+            read_snapshot_lsn: self
+                .read_snapshot
+                .load(Ordering::Relaxed)
+                .then(|| self.snapshot.lsn()),
             preconditions: std::mem::take(&mut self.preconditions),
             first_spill_lsn: self.first_spill_lsn,
         }

@@ -253,7 +253,10 @@ fn a_spilled_transaction_refused_at_commit_does_not_pin_the_log() {
         h.puts(b"ns", 5, 5, 50);
         let store = h.store();
         let mut tx = store.begin();
-        if !conflict {
+        if conflict {
+            // A read: only a transaction that read is checked for conflicts.
+            assert!(tx.get(b"big", &[b'b', 0]).is_none());
+        } else {
             tx.require(b"ns", b"k001", Precondition::Version(99))
                 .unwrap();
         }

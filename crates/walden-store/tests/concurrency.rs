@@ -83,6 +83,40 @@ fn lost_updates_are_impossible() {
     assert_eq!(store.version(b"c", b"counter"), commits);
 }
 
+/// Blind writes to one hot key from many threads all succeed (a write-only transaction is
+/// not checked for conflicts), each on top of the last: the key ends at exactly one version
+/// per put, and its value is the last committed put.
+#[test]
+fn blind_puts_to_one_hot_key_all_succeed() {
+    const THREADS: u64 = 16;
+    const PUTS: u64 = 100;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_real(tmp.path());
+    let start = Barrier::new(THREADS as usize);
+    let last = Mutex::new((0u64, Vec::new()));
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (store, start, last) = (&store, &start, &last);
+            s.spawn(move || {
+                start.wait();
+                for i in 0..PUTS {
+                    let value = format!("{t}-{i}").into_bytes();
+                    let info = store
+                        .put(b"c", b"hot", &value)
+                        .unwrap_or_else(|e| panic!("a blind put failed: {e}"));
+                    let mut l = last.lock().unwrap();
+                    if info.lsn.get() > l.0 {
+                        *l = (info.lsn.get(), value);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(store.version(b"c", b"hot"), THREADS * PUTS);
+    let (_, value) = last.into_inner().unwrap();
+    assert_eq!(&*store.get(b"c", b"hot").unwrap().value, &value[..]);
+}
+
 #[test]
 fn compare_and_set_by_version_loses_no_update() {
     const THREADS: u64 = 8;

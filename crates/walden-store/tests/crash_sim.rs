@@ -478,15 +478,18 @@ impl Exec<'_> {
         &self,
         requires: &[(Vec<u8>, Vec<u8>, Precondition)],
         writes: &[WriteOp],
-        snapshot: &ModelState,
+        read_snapshot: Option<&ModelState>,
     ) -> Expect {
         Expect {
             precondition_fails: requires
                 .iter()
                 .any(|(ns, k, p)| !self.latest.holds(ns, k, *p)),
-            conflicts: writes
-                .iter()
-                .any(|(ns, k, _)| self.latest.version(ns, k) != snapshot.version(ns, k)),
+            // Only a transaction that read from its snapshot is checked for conflicts.
+            conflicts: read_snapshot.is_some_and(|snapshot| {
+                writes
+                    .iter()
+                    .any(|(ns, k, _)| self.latest.version(ns, k) != snapshot.version(ns, k))
+            }),
         }
     }
 
@@ -494,24 +497,20 @@ impl Exec<'_> {
         match step {
             Step::Put(ns, k, v) => {
                 let writes = vec![(ns.clone(), k.clone(), Some(v.clone()))];
-                let expect = self.expect(&[], &writes, &self.latest.clone());
+                let expect = self.expect(&[], &writes, None);
                 let result = self.store.put(ns, k, v);
                 self.finish(result, writes, expect)
             }
             Step::Delete(ns, k) => {
                 let writes = vec![(ns.clone(), k.clone(), None)];
-                let expect = self.expect(&[], &writes, &self.latest.clone());
+                let expect = self.expect(&[], &writes, None);
                 let result = self.store.delete(ns, k);
                 self.finish(result, writes, expect)
             }
             Step::PutIf(ns, k, v, pre) => {
                 let pre = self.resolve(ns, k, *pre);
                 let writes = vec![(ns.clone(), k.clone(), Some(v.clone()))];
-                let expect = self.expect(
-                    &[(ns.clone(), k.clone(), pre)],
-                    &writes,
-                    &self.latest.clone(),
-                );
+                let expect = self.expect(&[(ns.clone(), k.clone(), pre)], &writes, None);
                 let result = self.store.put_if(ns, k, v, pre);
                 self.finish(result, writes, expect)
             }
@@ -520,7 +519,6 @@ impl Exec<'_> {
                 writes,
                 end,
             } => {
-                let snapshot = self.latest.clone();
                 let requires: Vec<_> = requires
                     .iter()
                     .map(|(ns, k, p)| (ns.clone(), k.clone(), self.resolve(ns, k, *p)))
@@ -532,7 +530,8 @@ impl Exec<'_> {
                 let before = self.store.wal().next_lsn();
                 self.write_all(&mut tx, writes)?;
                 let spilled = self.store.wal().next_lsn() > before;
-                self.end_counted(tx, *end, &requires, writes.clone(), &snapshot, spilled)
+                // Reads only its own writes: not checked for conflicts.
+                self.end_counted(tx, *end, &requires, writes.clone(), None, spilled)
             }
             Step::Interleaved {
                 a_first,
@@ -543,13 +542,25 @@ impl Exec<'_> {
             } => {
                 let snap_a = self.latest.clone();
                 let mut a = self.store.begin();
+                // A reads before it writes (a read-modify-write): it is checked for
+                // conflicts, and conflicts with B where their keys overlap.
+                if let Some((ns, k, _)) = a_first.first() {
+                    let seen = a.get(ns, k).map(|v| v.value.to_vec());
+                    if seen.as_deref() != snap_a.value(ns, k) {
+                        return Err(Stop::Violation(format!(
+                            "transaction A reads {}/{} as {:?}, not as in its snapshot",
+                            s(ns),
+                            s(k),
+                            seen.map(|v| s(&v))
+                        )));
+                    }
+                }
                 let before = self.store.wal().next_lsn();
                 self.write_all(&mut a, a_first)?;
                 let spilled = self.store.wal().next_lsn() > before;
-                let snap_b = self.latest.clone();
                 let mut tb = self.store.begin();
                 self.write_all(&mut tb, b)?;
-                self.end(tb, End::Commit, &[], b.clone(), &snap_b)?;
+                self.end(tb, End::Commit, &[], b.clone(), None)?;
                 if *checkpoint_between {
                     self.checkpoint()?;
                 }
@@ -570,7 +581,7 @@ impl Exec<'_> {
                 }
                 self.write_all(&mut a, a_rest)?;
                 let all = [a_first.clone(), a_rest.clone()].concat();
-                self.end_counted(a, *a_end, &[], all, &snap_a, spilled)
+                self.end_counted(a, *a_end, &[], all, Some(&snap_a), spilled)
             }
             Step::Checkpoint => self.checkpoint(),
             Step::Sync => {
@@ -607,11 +618,11 @@ impl Exec<'_> {
         end: End,
         requires: &[(Vec<u8>, Vec<u8>, Precondition)],
         writes: Vec<WriteOp>,
-        snapshot: &ModelState,
+        read_snapshot: Option<&ModelState>,
         spilled: bool,
     ) -> Result<(), Stop> {
         let commits = self.run.cover.commits;
-        let outcome = self.end(tx, end, requires, writes, snapshot);
+        let outcome = self.end(tx, end, requires, writes, read_snapshot);
         if spilled && outcome.is_ok() {
             let c = &mut self.run.cover;
             match end {
@@ -629,7 +640,7 @@ impl Exec<'_> {
         end: End,
         requires: &[(Vec<u8>, Vec<u8>, Precondition)],
         writes: Vec<WriteOp>,
-        snapshot: &ModelState,
+        read_snapshot: Option<&ModelState>,
     ) -> Result<(), Stop> {
         match end {
             End::Abort => {
@@ -643,7 +654,7 @@ impl Exec<'_> {
                 Ok(())
             }
             End::Commit => {
-                let expect = self.expect(requires, &writes, snapshot);
+                let expect = self.expect(requires, &writes, read_snapshot);
                 let result = tx.commit();
                 self.finish(result, writes, expect)
             }

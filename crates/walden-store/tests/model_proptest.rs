@@ -11,8 +11,9 @@
 //! The model applies docs/STORE.md literally: a transaction reads its snapshot (the
 //! committed state when it began) plus its own writes; at commit its preconditions are
 //! checked against the latest committed state (`Absent`: no live value; `Version(n)`: the
-//! current version, tombstones included, is `n`), then first-committer-wins: if any key it
-//! writes has a different version than in its snapshot, `Conflict`; else every key it wrote
+//! current version, tombstones included, is `n`), then first-committer-wins: if it read from
+//! its snapshot (a get of a key it had not written, a scan) and any key it writes has a
+//! different version than in its snapshot, `Conflict`; else every key it wrote
 //! gets one new version (its last write there) at the commit LSN. Commits are `Sync`, so a
 //! crash keeps every one of them and loses every open transaction.
 //!
@@ -182,6 +183,9 @@ struct ModelTxn {
     snapshot: ModelState,
     writes: Vec<WriteOp>,
     requires: Vec<(Vec<u8>, Vec<u8>, Precondition)>,
+    /// Read anything from its snapshot (a get of a key it has not written, a scan): only
+    /// then is it checked for conflicts.
+    read: bool,
 }
 
 impl ModelTxn {
@@ -248,10 +252,10 @@ fn check_commit(
         .requires
         .iter()
         .any(|(ns, k, p)| !committed.holds(ns, k, *p));
-    let conflicts = m
-        .writes
-        .iter()
-        .any(|(ns, k, _)| committed.version(ns, k) != m.snapshot.version(ns, k));
+    let conflicts = m.read
+        && m.writes
+            .iter()
+            .any(|(ns, k, _)| committed.version(ns, k) != m.snapshot.version(ns, k));
     match result {
         Ok(info) => {
             count(&COMMITS);
@@ -328,6 +332,7 @@ fn run_case(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                             snapshot: committed.clone(),
                             writes: Vec::new(),
                             requires: Vec::new(),
+                            read: false,
                         };
                         txns.push((tx, m));
                     }
@@ -374,13 +379,14 @@ fn run_case(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                     let (ns, key) = (NAMESPACES[ns as usize], KEYS[key as usize]);
                     match t.and_then(|t| pick(t, txns.len())) {
                         Some(t) => {
-                            let (tx, m) = &txns[t];
+                            let (tx, m) = &mut txns[t];
                             prop_assert_eq!(
                                 versioned(tx.get(ns, key)),
                                 m.get(ns, key),
                                 "{}",
                                 ctx("read in a transaction")
                             );
+                            m.read |= !m.writes.iter().any(|(n, k, _)| n == ns && k == key);
                         }
                         None => {
                             let got = store.get(ns, key);
@@ -425,7 +431,8 @@ fn run_case(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                     };
                     let (got, rows) = match t.and_then(|t| pick(t, txns.len())) {
                         Some(t) => {
-                            let (tx, m) = &txns[t];
+                            let (tx, m) = &mut txns[t];
+                            m.read = true;
                             (tx.scan(ns, &scan), m.live(ns))
                         }
                         None => {
@@ -482,6 +489,7 @@ fn run_case(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                         snapshot: committed.clone(),
                         writes: vec![(ns.to_vec(), key.to_vec(), Some(v.clone()))],
                         requires: vec![(ns.to_vec(), key.to_vec(), pre)],
+                        read: false,
                     };
                     let result = store.put_if(ns, key, &v, pre);
                     check_commit(&store, result, m, &mut committed)
@@ -495,6 +503,7 @@ fn run_case(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                         snapshot: committed.clone(),
                         writes: vec![(ns.to_vec(), key.to_vec(), Some(v.clone()))],
                         requires: Vec::new(),
+                        read: false,
                     };
                     let result = store.put(ns, key, &v);
                     check_commit(&store, result, m, &mut committed)
@@ -507,6 +516,7 @@ fn run_case(seed: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                         snapshot: committed.clone(),
                         writes: vec![(ns.to_vec(), key.to_vec(), None)],
                         requires: Vec::new(),
+                        read: false,
                     };
                     let result = store.delete(ns, key);
                     check_commit(&store, result, m, &mut committed)

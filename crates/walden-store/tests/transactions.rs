@@ -36,11 +36,56 @@ fn first_committer_wins() {
     store.put(b"ns", b"k", b"0").unwrap();
     let mut a = store.begin();
     let mut b = store.begin();
-    a.put(b"ns", b"k", b"a").unwrap();
-    b.put(b"ns", b"k", b"b").unwrap();
+    // Read-modify-write in both: the second to commit would lose the first's update.
+    for tx in [&mut a, &mut b] {
+        let seen = tx.get(b"ns", b"k").unwrap().value;
+        tx.put(b"ns", b"k", &[&*seen, b"+"].concat()).unwrap();
+    }
     a.commit().unwrap();
     assert!(matches!(b.commit(), Err(Error::Conflict { .. })));
-    assert_eq!(&*store.get(b"ns", b"k").unwrap().value, b"a");
+    assert_eq!(&*store.get(b"ns", b"k").unwrap().value, b"0+");
+}
+
+/// A scan is a read too: a transaction that scanned, then wrote a key someone else committed
+/// meanwhile, conflicts.
+#[test]
+fn a_scan_counts_as_a_read_for_conflicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let mut a = store.begin();
+    assert!(a.scan(b"ns", &Scan::default()).is_empty());
+    a.put(b"ns", b"k", b"a").unwrap();
+    store.put(b"ns", b"k", b"other").unwrap();
+    assert!(matches!(a.commit(), Err(Error::Conflict { .. })));
+}
+
+/// A transaction that reads nothing from its snapshot (reading back its own writes does not
+/// count) is not checked for conflicts: it commits on top of whatever committed since it
+/// began, as if it had begun at its commit. Preconditions still fence.
+#[test]
+fn write_only_transactions_commit_in_commit_order_without_conflicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store.put(b"ns", b"k", b"0").unwrap();
+    let mut a = store.begin();
+    let mut b = store.begin();
+    a.put(b"ns", b"k", b"a").unwrap();
+    b.put(b"ns", b"k", b"b").unwrap();
+    assert_eq!(&*b.get(b"ns", b"k").unwrap().value, b"b", "its own write");
+    let a = a.commit().unwrap();
+    let b = b.commit().unwrap();
+    assert_eq!(a.versions[0].2, 2);
+    assert_eq!(b.versions[0].2, 3, "on top of a's version");
+    assert!(b.lsn > a.lsn);
+    assert_eq!(&*store.get(b"ns", b"k").unwrap().value, b"b");
+    // A precondition is still checked against the latest state at commit.
+    let mut c = store.begin();
+    c.require(b"ns", b"k", Precondition::Version(2)).unwrap();
+    c.put(b"ns", b"k", b"c").unwrap();
+    assert!(matches!(
+        c.commit(),
+        Err(Error::PreconditionFailed { current: 3, .. })
+    ));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Single keys: `PUT`, `GET`, `DELETE /v1/ns/{ns}/kv/{key}` and `.../history`.
 
-use super::{check_key, check_ns, json_ok, path_segment, read_body, CONFLICT_RETRIES};
+use super::{check_key, check_ns, json_ok, path_segment, read_body, DELETE_RETRIES};
 use crate::encoding::{put_bytes, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -34,74 +34,45 @@ fn ns_key(state: &AppState, uri: &Uri) -> ApiResult<(Vec<u8>, Vec<u8>)> {
 /// for a sync in progress: that must not stall a worker and every connection on it.
 pub(crate) const INLINE_COMMIT_BYTES_MAX: usize = 64 << 10;
 
-/// Commits the transaction `build` makes, retrying spurious write-write conflicts (see
-/// [`CONFLICT_RETRIES`]), and answers once the commit is durable. `payload_bytes` (keys and
-/// values written) picks the path: up to [`INLINE_COMMIT_BYTES_MAX`] a deferred commit on
-/// this worker, made durable by the sync thread while this task awaits it without holding
-/// a thread; above it [`commit_retrying`] on the blocking pool.
+/// Commits the transaction `build` makes and answers once the commit is durable.
+/// `payload_bytes` (keys and values written) picks the path: up to
+/// [`INLINE_COMMIT_BYTES_MAX`] a deferred commit on this worker, made durable by the sync
+/// thread while this task awaits it without holding a thread; above it [`commit_blocking`]
+/// on the blocking pool.
+///
+/// The transactions of the API read nothing (they write and `require`), so walden-store
+/// never refuses them for a write-write conflict: they commit at their place in commit
+/// order, and their preconditions are checked against the latest state there.
 pub(crate) async fn commit<B>(
     state: &AppState,
     payload_bytes: usize,
     build: B,
 ) -> ApiResult<CommitInfo>
 where
-    B: Fn(&mut Transaction<'_>) -> walden_store::Result<()> + Send + 'static,
+    B: FnOnce(&mut Transaction<'_>) -> walden_store::Result<()> + Send + 'static,
 {
     if payload_bytes > INLINE_COMMIT_BYTES_MAX {
         return state
-            .blocking(move |store| commit_retrying(store, build))
+            .blocking(move |store| commit_blocking(store, build))
             .await;
     }
     let store = state.store();
-    let mut tries = 0;
-    loop {
-        let mut tx = store.begin();
-        build(&mut tx)?;
-        match tx.commit_deferred() {
-            Ok(pending) => {
-                // Asked after the commit is logged, so the sync it starts covers it.
-                state.0.syncer.request();
-                return pending.durable().await.map_err(ApiError::from);
-            }
-            Err(walden_store::Error::Conflict { .. }) if tries < CONFLICT_RETRIES => {
-                // The competing commit is logged but not yet durable and visible: have it
-                // synced, wait for that, give its waiter a moment to publish it.
-                tries += 1;
-                let logged = Lsn(store.wal().next_lsn().get() - 1);
-                state.0.syncer.request();
-                store
-                    .wal()
-                    .durable_at_least(logged)
-                    .await
-                    .map_err(walden_store::Error::from)?;
-                tokio::time::sleep(std::time::Duration::from_micros(20 << tries.min(8))).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let mut tx = store.begin();
+    build(&mut tx)?;
+    let pending = tx.commit_deferred()?;
+    // Asked after the commit is logged, so the sync it starts covers it.
+    state.0.syncer.request();
+    pending.durable().await.map_err(ApiError::from)
 }
 
-/// Commits the transaction `build` makes, retrying spurious write-write conflicts (see
-/// [`CONFLICT_RETRIES`]). Blocking: returns once the commit is durable.
-pub(crate) fn commit_retrying(
+/// Commits the transaction `build` makes. Blocking: returns once the commit is durable.
+pub(crate) fn commit_blocking(
     store: &Store,
-    build: impl Fn(&mut Transaction<'_>) -> walden_store::Result<()>,
+    build: impl FnOnce(&mut Transaction<'_>) -> walden_store::Result<()>,
 ) -> ApiResult<CommitInfo> {
-    let mut tries = 0;
-    loop {
-        let mut tx = store.begin();
-        build(&mut tx)?;
-        match tx.commit() {
-            Err(walden_store::Error::Conflict { .. }) if tries < CONFLICT_RETRIES => {
-                // The competing commit is appended but not yet durable and visible: help
-                // it become durable (one shared fdatasync), give it a moment to publish.
-                tries += 1;
-                store.wal().sync().map_err(walden_store::Error::from)?;
-                std::thread::sleep(std::time::Duration::from_micros(20 << tries.min(8)));
-            }
-            other => return other.map_err(ApiError::from),
-        }
-    }
+    let mut tx = store.begin();
+    build(&mut tx)?;
+    tx.commit().map_err(ApiError::from)
 }
 
 fn precondition(q: &Query) -> ApiResult<Option<Precondition>> {
@@ -207,9 +178,20 @@ pub async fn delete_value(State(state): State<AppState>, uri: Uri) -> ApiResult 
             Err(e)
                 if e.code == "precondition_failed"
                     && wanted.is_none()
-                    && tries < CONFLICT_RETRIES =>
+                    && tries < DELETE_RETRIES =>
             {
+                // Another write of the key committed after the read above; it may not be
+                // visible yet (only durable commits are): have everything logged synced,
+                // and read again once it is.
                 tries += 1;
+                let logged = Lsn(store.wal().next_lsn().get() - 1);
+                state.0.syncer.request();
+                store
+                    .wal()
+                    .durable_at_least(logged)
+                    .await
+                    .map_err(walden_store::Error::from)?;
+                tokio::time::sleep(std::time::Duration::from_micros(20 << tries.min(8))).await;
             }
             other => break other?,
         }

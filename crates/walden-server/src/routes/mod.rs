@@ -202,11 +202,10 @@ pub(crate) fn check_key(state: &AppState, key: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
-/// How often a blind write is retried after a spurious write-write conflict. The HTTP API
-/// reads nothing inside a transaction, so a `Conflict` only means another commit of the
-/// same key landed between snapshot and commit; preconditions are always checked against
-/// the latest state, so retrying is safe.
-pub(crate) const CONFLICT_RETRIES: usize = 64;
+/// How often `DELETE` without `if_version` reads the key again after another write changed
+/// its version between the read and the delete's commit (the delete is fenced on the
+/// version it read, so a racing delete cannot write a second tombstone).
+pub(crate) const DELETE_RETRIES: usize = 64;
 
 #[cfg(test)]
 mod tests {
