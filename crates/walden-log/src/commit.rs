@@ -133,6 +133,8 @@ impl Inner {
                     let wake = st.waiters.all();
                     drop(st);
                     wake.now();
+                    // I/O on a failing disk: not under the commit lock.
+                    self.leave_sync_failure_marker(&e);
                     return Err(e);
                 }
             }

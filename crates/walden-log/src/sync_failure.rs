@@ -10,10 +10,14 @@
 //! tail; pages still dirty stay cached, and are still to be written. A writable open removes
 //! the marker once recovery's own syncs are done; a read-only open leaves it.
 //!
-//! Best effort by nature: the marker is written by the call that hit the failure, on the same
-//! disk. If writing it fails too, or the process dies between the failure and the marker, the
-//! next open trusts the page cache as before; a reboot clears the cache either way.
+//! Left by the call that hit the failure (a group commit's leader, `truncate_after`, or a
+//! writable open after its scan), after it let go of the log's locks and before it returns.
+//! Not synced: it only has to outlive the page cache, and a power loss empties that anyway.
+//! Best effort by nature: if creating it fails too, or the process dies between the failure
+//! and the marker, the next open trusts the page cache as before; a reboot clears the cache
+//! either way.
 
+use crate::error::Error;
 use crate::storage::{OpenMode, Storage};
 use std::io;
 use std::path::Path;
@@ -21,20 +25,23 @@ use std::path::Path;
 /// The marker's file name in the log directory.
 pub const MARKER: &str = "SYNC_FAILED";
 
-/// Writes (and syncs) the marker, with the failure that poisoned the log as its content.
-pub(crate) fn record(storage: &dyn Storage, dir: &Path, cause: &str) -> io::Result<()> {
+/// Leaves the marker after `failure`, if it is an I/O error (a full disk leaves no cached
+/// page unwritten: nothing to do). Best effort, and not synced: the marker only has to
+/// outlive the page cache, and a power loss empties that anyway. Returns why it could not
+/// be left, if it could not.
+pub(crate) fn after_failure(storage: &dyn Storage, dir: &Path, failure: &Error) -> Option<String> {
+    if !matches!(failure, Error::Io { .. }) {
+        return None;
+    }
     let path = dir.join(MARKER);
     let file = match storage.open(&path, OpenMode::CreateNew) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            storage.open(&path, OpenMode::ReadWrite)?
-        }
-        other => other?,
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return None,
+        Err(e) => return Some(format!("the {MARKER} marker could not be created: {e}")),
     };
-    let text = format!("the log was poisoned by: {cause}\n");
-    file.set_len(0)?;
-    file.write_all_at(text.as_bytes(), 0)?;
-    file.sync_data()?;
-    storage.sync_dir(dir)
+    // The name alone is the marker; the text is for the operator.
+    let _ = file.write_all_at(format!("poisoned by: {failure}\n").as_bytes(), 0);
+    None
 }
 
 /// Whether the marker is present.

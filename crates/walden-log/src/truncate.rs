@@ -13,7 +13,7 @@
 use crate::cursor::{FrameCursor, Step};
 use crate::error::{Error, Result};
 use crate::format::{SegmentHeader, DATA_OFFSET};
-use crate::wal::{lock, start_segment, TableEntry, Wal};
+use crate::wal::{lock, start_segment, Active, TableEntry, Wal};
 use crate::Lsn;
 use std::sync::atomic::Ordering;
 
@@ -82,22 +82,40 @@ impl Wal {
         // Newest first, so a crash leaves a contiguous prefix. Keep entries[0] while it is
         // the only proof of where the log starts (truncating everything).
         let release_from = keep.map_or(1, |i| i + 1);
-        for e in entries.iter().skip(release_from).rev() {
-            inner.preparer()?.release(e.id, &e.path)?;
-        }
-        let template = SegmentHeader {
-            log_id: inner.log_id,
-            segment_id: 0,
-            salt: 0,
-            first_lsn: lsn.0 + 1,
-            prev_chain,
-        };
-        let (entry, active) = start_segment(inner.preparer()?, template, true)?;
-        if keep.is_none() {
-            if let Some(e) = entries.first() {
+        let cut = || -> Result<(TableEntry, Active)> {
+            for e in entries.iter().skip(release_from).rev() {
                 inner.preparer()?.release(e.id, &e.path)?;
             }
-        }
+            let template = SegmentHeader {
+                log_id: inner.log_id,
+                segment_id: 0,
+                salt: 0,
+                first_lsn: lsn.0 + 1,
+                prev_chain,
+            };
+            let (entry, active) = start_segment(inner.preparer()?, template, true)?;
+            if keep.is_none() {
+                if let Some(e) = entries.first() {
+                    inner.preparer()?.release(e.id, &e.path)?;
+                }
+            }
+            Ok((entry, active))
+        };
+        let (entry, active) = match cut() {
+            Ok(done) => done,
+            Err(e) => {
+                // Files may be released and the new segment not durable: the open log no
+                // longer matches the disk, so it must take no more appends (one into a
+                // released file was acknowledged and then lost: found in review). The next
+                // open recovers what the disk holds.
+                inner.poison_with(&e);
+                drop(a);
+                let wake = lock(&inner.commit).waiters.all();
+                wake.now();
+                inner.leave_sync_failure_marker(&e);
+                return Err(e);
+            }
+        };
         {
             let mut table = inner.write_table();
             table

@@ -254,6 +254,24 @@ impl Wal {
             OpenMode::ReadWrite,
             progress,
         )?;
+        // A failure from here on may be a failed fsync of bytes recovery accepted or wrote:
+        // leave the sync-failure marker (sync_failure.rs) before the directory lock goes, so
+        // that the next open does not trust pages that failed sync left in the cache.
+        Self::finish_open(options, storage.clone(), scan, dir_lock, started).inspect_err(|e| {
+            crate::sync_failure::after_failure(&*storage, &dir, e);
+        })
+    }
+
+    /// The writable open after the scan: syncs what recovery accepted, releases what it cut,
+    /// starts a new segment if the tail was cut, and clears the sync-failure marker.
+    fn finish_open(
+        options: Options,
+        storage: Arc<dyn Storage>,
+        scan: LogScan,
+        dir_lock: Box<dyn DirLock>,
+        started: Instant,
+    ) -> Result<Wal> {
+        let dir = options.dir.clone();
         for seg in &scan.segments {
             // A crashed process may have left accepted bytes in the page cache only.
             seg.file
@@ -614,24 +632,27 @@ impl Inner {
     pub fn poison_with(&self, e: &Error) {
         let mut p = lock(&self.poison);
         if p.is_none() {
-            let mut cause = e.to_string();
-            if let Some(storage) = &self.storage {
-                // So that the next open reads the device, not pages that a failed sync left
-                // cached (sync_failure.rs). Under the commit lock: a rare path.
-                if let Err(m) = crate::sync_failure::record(&**storage, &self.dir, &cause) {
-                    cause.push_str(&format!(
-                        " (and the {} marker could not be written: {m}; reopen only after a \
-                         reboot)",
-                        crate::sync_failure::MARKER
-                    ));
-                }
-            }
-            *p = Some(cause);
+            *p = Some(e.to_string());
         }
         self.poisoned.store(true, Ordering::Release);
         // Parked waiters are woken by the failed leader, which holds the commit lock here.
         self.gather_cv.notify_all();
         self.durable_event.notify(usize::MAX);
+    }
+
+    /// After `poison_with(e)`, with the log's locks released: leaves the sync-failure marker
+    /// (sync_failure.rs), so that the next open reads the device, not pages a failed sync
+    /// left cached. If it cannot, the poison cause says so.
+    pub fn leave_sync_failure_marker(&self, e: &Error) {
+        let Some(storage) = &self.storage else { return };
+        if let Some(why) = crate::sync_failure::after_failure(&**storage, &self.dir, e) {
+            if let Some(cause) = lock(&self.poison).as_mut() {
+                cause.push_str(&format!(
+                    " ({why}: reboot before reopening this log, or its next open may accept \
+                     records that are only in the page cache)"
+                ));
+            }
+        }
     }
 
     pub fn mark_closed(&self) {
