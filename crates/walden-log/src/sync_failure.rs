@@ -5,7 +5,8 @@
 //! them readable. A recovery that read them would accept frames that are not on disk, and the
 //! next durable append would build on them: after a power loss, acknowledged records would
 //! follow a hole (docs/DURABILITY.md, "Errors and poisoning"). With the marker present,
-//! recovery first drops every segment's clean cached pages (`StorageFile::drop_cache`), so
+//! recovery first drops every segment's clean cached pages (`StorageFile::drop_cache`, on
+//! Linux checked against direct reads of the device afterwards), so
 //! those frames read as what the device holds (zeros or older bytes) and are cut like a torn
 //! tail; pages still dirty stay cached, and are still to be written. A writable open removes
 //! the marker once recovery's own syncs are done; a read-only open leaves it.

@@ -1,7 +1,8 @@
 //! The sync-failure marker on the real file system (`StdStorage`): a log whose directory
 //! holds `SYNC_FAILED` (left by a log poisoned by a failed write or sync) is recovered after
-//! dropping its segments' cached pages (`posix_fadvise(POSIX_FADV_DONTNEED)`), which loses
-//! nothing that is on disk or still to be written; the marker is cleared by a writable open,
+//! dropping its segments' cached pages (`posix_fadvise(POSIX_FADV_DONTNEED)`, then a
+//! comparison with `O_DIRECT` reads), which loses nothing that is on disk or still to be
+//! written; the marker is cleared by a writable open,
 //! kept by a read-only one. What the marker is for (pages a failed fsync left cached but not
 //! on disk) is tested with the simulator (`matrix_fsync_eio.rs`): this kernel offers no way
 //! to make a real fsync fail short of a device-mapper target.

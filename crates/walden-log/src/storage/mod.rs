@@ -26,7 +26,7 @@
 //! ever passes paths inside the log directory.
 
 #[cfg(target_os = "linux")]
-mod direct_zeroes;
+mod direct_io;
 mod sim;
 mod std_fs;
 
@@ -91,7 +91,8 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// (`posix_fadvise(POSIX_FADV_DONTNEED)`). Pages not yet written back (dirty) stay and
     /// still read as written. What it is for: after a failed `sync_data`, Linux marks the
     /// pages that never reached the device clean but keeps them readable; after this call
-    /// they read as what the device holds. Changes no durable state.
+    /// they read as what the device holds. Changes no durable state. Fails if it cannot
+    /// make sure of that (`StdStorage` compares the file with direct reads afterwards).
     ///
     /// The default does nothing (a storage without a cache apart from its durable state).
     fn drop_cache(&self) -> io::Result<()> {

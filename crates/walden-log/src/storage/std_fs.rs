@@ -1,7 +1,7 @@
 //! The real file system, through `std::fs` and positional I/O (`pread`/`pwrite`).
 
 #[cfg(target_os = "linux")]
-use super::direct_zeroes::write_zeroes_direct;
+use super::direct_io::{drop_and_verify, write_zeroes_direct};
 use super::{DirLock, OpenMode, Storage, StorageFile};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -13,9 +13,10 @@ use std::sync::Arc;
 /// `sync_dir` is `fsync(2)` of the directory, `lock_dir` is `flock(2)` on `DIR/LOCK` (waiting
 /// up to 250 ms for a lock held that briefly, as by a child between `fork` and `exec`),
 /// `advise_sequential`, `prefetch` and `drop_cache` are `posix_fadvise`
-/// (`POSIX_FADV_SEQUENTIAL`, `POSIX_FADV_WILLNEED`, `POSIX_FADV_DONTNEED`), `allocate` is `fallocate(2)` mode 0, and `write_zeroes` is
+/// (`POSIX_FADV_SEQUENTIAL`, `POSIX_FADV_WILLNEED`, `POSIX_FADV_DONTNEED`; the drop is then
+/// checked against `O_DIRECT` reads, see `direct_io`), `allocate` is `fallocate(2)` mode 0, and `write_zeroes` is
 /// `fallocate(2)` with `FALLOC_FL_WRITE_ZEROES`, or where that is not supported, `O_DIRECT`
-/// writes of zeros (see `direct_zeroes`). On other systems than Linux, the hints do nothing
+/// writes of zeros (see `direct_io`). On other systems than Linux, the hints do nothing
 /// and both `allocate` and `write_zeroes` report `Unsupported`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
@@ -103,7 +104,7 @@ fn advise_sequential(_file: &File) -> io::Result<()> {
 
 #[cfg(target_os = "linux")]
 fn drop_cache(file: &File) -> io::Result<()> {
-    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
+    drop_and_verify(file)
 }
 
 #[cfg(not(target_os = "linux"))]
