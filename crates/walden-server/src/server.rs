@@ -151,6 +151,9 @@ fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
     let store = opened
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let report = store.recovery_report();
+    for damaged in &report.damaged_checkpoints {
+        tracing::warn!(checkpoint = %damaged, "damaged checkpoint skipped and moved aside");
+    }
     let status = store.status();
     tracing::info!(
         checkpoint_lsn = report.checkpoint_lsn,

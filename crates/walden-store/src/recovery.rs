@@ -19,7 +19,7 @@ use crate::codec::{decode, StoreRecord, Write};
 use crate::error::{Error, Result};
 use crate::state::{apply, final_writes, Map};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use walden_log::storage::Storage;
 use walden_log::{Durability, Lsn, Wal};
 
@@ -40,7 +40,8 @@ pub struct StoreRecoveryProgress {
 pub struct StoreRecoveryReport {
     /// LSN of the checkpoint recovery started from (0: none).
     pub checkpoint_lsn: u64,
-    /// Checkpoint files that failed verification and were skipped.
+    /// Checkpoint files that failed verification: skipped, and moved aside to
+    /// `NAME.damaged` (kept for investigation; nothing reads or removes them).
     pub damaged_checkpoints: Vec<String>,
     /// Log records read per phase (analysis and redo read the same range).
     pub log_records_read: u64,
@@ -68,6 +69,7 @@ pub(crate) fn load_checkpoint(
 ) -> Result<(Map, CheckpointMeta, Vec<CheckpointMeta>)> {
     let mut kept = Vec::new();
     let mut found = None;
+    let mut quarantined = false;
     for (_, path) in checkpoint::list(storage, dir)? {
         match checkpoint::read(storage, &path) {
             Ok((map, meta)) => {
@@ -77,12 +79,19 @@ pub(crate) fn load_checkpoint(
                 }
             }
             Err(Error::CorruptCheckpoint { path, reason }) => {
-                report
-                    .damaged_checkpoints
-                    .push(format!("{}: {reason}", path.display()));
+                report.damaged_checkpoints.push(format!(
+                    "{}: {reason}; {}",
+                    path.display(),
+                    quarantine(storage, &path)
+                ));
+                quarantined = true;
             }
             Err(e) => return Err(e),
         }
+    }
+    if quarantined {
+        // Best effort: a rename lost by a crash only means the file is judged again.
+        let _ = storage.sync_dir(dir);
     }
     let none = CheckpointMeta {
         checkpoint_lsn: 0,
@@ -92,6 +101,22 @@ pub(crate) fn load_checkpoint(
     let (map, meta) = found.unwrap_or((Map::new(), none));
     Ok((map, meta, kept))
 }
+
+/// Moves a damaged checkpoint out of the way, to `NAME.damaged` beside it: no longer a
+/// checkpoint (not read, not counted) but kept for whoever investigates the damage; nothing
+/// removes it. Returns what happened, for the report.
+fn quarantine(storage: &dyn Storage, path: &Path) -> String {
+    let mut name = path.as_os_str().to_owned();
+    name.push(DAMAGED_SUFFIX);
+    let to = PathBuf::from(name);
+    match storage.rename(path, &to) {
+        Ok(()) => format!("moved to {}", to.display()),
+        Err(e) => format!("could not be moved aside ({e}); judged again at the next open"),
+    }
+}
+
+/// Suffix of a damaged checkpoint file moved aside at open.
+pub(crate) const DAMAGED_SUFFIX: &str = ".damaged";
 
 pub(crate) fn recover(
     wal: &Wal,
