@@ -206,3 +206,23 @@ fn corruption_shows_in_health_with_the_files_recovery_would_discard() {
         assert!(line.contains(name.as_str()), "{line}");
     }
 }
+
+/// A log left poisoned by a failed sync (its SYNC_FAILED marker present) says so, in text and
+/// JSON; inspecting changes nothing (the marker stays for the next writable open).
+#[test]
+fn reports_the_sync_failure_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = make_log(tmp.path(), 50);
+    let out = walden_log("inspect", &dir, &["--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["sync_failed"], false);
+    let marker = dir.join(walden_log::SYNC_FAILED_MARKER);
+    std::fs::write(&marker, b"test\n").unwrap();
+    let out = walden_log("inspect", &dir, &["--json"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["sync_failed"], true);
+    let text = stdout(&walden_log("inspect", &dir, &[]));
+    assert!(text.contains("sync failure:"), "{text}");
+    assert!(marker.exists(), "inspect removed the marker");
+}

@@ -67,6 +67,10 @@ pub struct Inspection {
     pub bytes_scanned: u64,
     /// The first damage and what it means.
     pub damage: Option<(Damage, DamageKind)>,
+    /// The log was poisoned by a failed write or sync and not reopened since: its
+    /// `SYNC_FAILED` marker is present, so this inspection read past the page cache (as the
+    /// next open will, which then removes the marker; docs/DURABILITY.md).
+    pub sync_failed: bool,
 }
 
 impl Inspection {
@@ -141,6 +145,7 @@ pub fn inspect_dir(storage: &dyn Storage, dir: &Path) -> Result<Inspection> {
         next_lsn: Lsn(scan.next_lsn),
         bytes_scanned: scan.bytes_scanned,
         damage,
+        sync_failed: scan.read_past_cache,
     })
 }
 

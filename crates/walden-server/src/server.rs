@@ -154,6 +154,13 @@ fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
     for damaged in &report.damaged_checkpoints {
         tracing::warn!(checkpoint = %damaged, "damaged checkpoint skipped and moved aside");
     }
+    if store.wal().recovery_report().read_past_cache {
+        tracing::warn!(
+            "the log had been poisoned by a failed write or fsync (its SYNC_FAILED marker): \
+             recovery read it past the page cache, and records that never reached the disk \
+             were cut"
+        );
+    }
     let status = store.status();
     tracing::info!(
         checkpoint_lsn = report.checkpoint_lsn,

@@ -72,6 +72,8 @@ struct Report<'a> {
     totals: Option<Totals>,
     health: &'static str,
     damage: Option<&'a Finding>,
+    /// The log's SYNC_FAILED marker is present (see `Inspection::sync_failed`).
+    sync_failed: bool,
 }
 
 /// Runs `walden log inspect`.
@@ -104,6 +106,7 @@ fn report<'a>(args: &InspectArgs, exam: &'a Examination) -> Report<'a> {
         totals: i.map(Totals::of),
         health: exam.health.label(),
         damage: exam.health.finding(),
+        sync_failed: i.is_some_and(|i| i.sync_failed),
     }
 }
 
@@ -131,6 +134,15 @@ fn write_text(out: &mut impl Write, r: &Report<'_>, exam: &Examination) -> io::R
             out,
             "recovery would discard: {}",
             r.discarded_files.join(", ")
+        )?;
+    }
+    if r.sync_failed {
+        writeln!(
+            out,
+            "sync failure: a failed write or fsync poisoned this log (its {} marker is \
+             present); read past the page cache; the next writable open does the same, then \
+             removes the marker",
+            walden_log::SYNC_FAILED_MARKER
         )?;
     }
     writeln!(out, "health: {}", exam.health.summary())?;
