@@ -292,7 +292,7 @@ fn classify(
         .map_err(|e| Error::io("open", &path, e))?;
     if read_past_cache {
         file.drop_cache()
-            .map_err(|e| Error::io("posix_fadvise(DONTNEED)", &path, e))?;
+            .map_err(|e| Error::io("read past the page cache (sync-failure marker)", &path, e))?;
     }
     let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
     let mut page = vec![0u8; len.min(DATA_OFFSET) as usize];

@@ -224,7 +224,10 @@ pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(Map, Checkpoin
         return Err(bad("bad header"));
     }
     if h[8..12] != VERSION.to_le_bytes() {
-        return Err(bad("unsupported checkpoint version"));
+        return Err(Error::UnsupportedCheckpoint {
+            path: path.to_path_buf(),
+            version: u32::from_le_bytes(h[8..12].try_into().unwrap_or_default()),
+        });
     }
     let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or_default());
     let meta = CheckpointMeta {

@@ -57,6 +57,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A checkpoint file is in a format version this build cannot read (written by a newer
+    /// build): refused, not skipped, so that a downgrade does not fall back to an older
+    /// checkpoint or move a good one aside.
+    #[error("checkpoint {} uses format version {version}, which this build cannot read", path.display())]
+    UnsupportedCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        version: u32,
+    },
     /// A log record does not decode as a store record: the log is not a walden-store log,
     /// or a bug wrote it.
     #[error("log record at LSN {lsn} is not a valid store record: {reason}")]

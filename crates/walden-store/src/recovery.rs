@@ -61,15 +61,16 @@ pub(crate) struct Recovered {
     pub report: StoreRecoveryReport,
 }
 
-/// Loads the newest checkpoint that verifies (newest first); damaged ones are reported.
+/// Loads the newest checkpoint that verifies (newest first); damaged ones are reported, and
+/// returned so that a recovery that succeeds without them can move them aside.
 pub(crate) fn load_checkpoint(
     storage: &dyn Storage,
     dir: &Path,
     report: &mut StoreRecoveryReport,
-) -> Result<(Map, CheckpointMeta, Vec<CheckpointMeta>)> {
+) -> Result<(Map, CheckpointMeta, Vec<CheckpointMeta>, Vec<PathBuf>)> {
     let mut kept = Vec::new();
     let mut found = None;
-    let mut quarantined = false;
+    let mut damaged = Vec::new();
     for (_, path) in checkpoint::list(storage, dir)? {
         match checkpoint::read(storage, &path) {
             Ok((map, meta)) => {
@@ -79,19 +80,13 @@ pub(crate) fn load_checkpoint(
                 }
             }
             Err(Error::CorruptCheckpoint { path, reason }) => {
-                report.damaged_checkpoints.push(format!(
-                    "{}: {reason}; {}",
-                    path.display(),
-                    quarantine(storage, &path)
-                ));
-                quarantined = true;
+                report
+                    .damaged_checkpoints
+                    .push(format!("{}: {reason}", path.display()));
+                damaged.push(path);
             }
             Err(e) => return Err(e),
         }
-    }
-    if quarantined {
-        // Best effort: a rename lost by a crash only means the file is judged again.
-        let _ = storage.sync_dir(dir);
     }
     let none = CheckpointMeta {
         checkpoint_lsn: 0,
@@ -99,7 +94,7 @@ pub(crate) fn load_checkpoint(
         next_txn_id: 1,
     };
     let (map, meta) = found.unwrap_or((Map::new(), none));
-    Ok((map, meta, kept))
+    Ok((map, meta, kept, damaged))
 }
 
 /// Moves a damaged checkpoint out of the way, to `NAME.damaged` beside it: no longer a
@@ -126,7 +121,7 @@ pub(crate) fn recover(
     progress: &mut dyn FnMut(StoreRecoveryProgress),
 ) -> Result<Recovered> {
     let mut report = StoreRecoveryReport::default();
-    let (mut map, meta, kept) = load_checkpoint(storage, checkpoint_dir, &mut report)?;
+    let (mut map, meta, kept, damaged) = load_checkpoint(storage, checkpoint_dir, &mut report)?;
     let mut state_lsn = meta.checkpoint_lsn;
     report.checkpoint_lsn = meta.checkpoint_lsn;
     let first = wal.first_lsn().get();
@@ -220,6 +215,16 @@ pub(crate) fn recover(
         unfinished.len() as u64,
         unfinished.len() as u64,
     );
+    // Recovered without them: only now move the damaged checkpoints aside (a recovery that
+    // fails leaves every file where it was; found in review).
+    for (entry, path) in report.damaged_checkpoints.iter_mut().zip(&damaged) {
+        entry.push_str("; ");
+        entry.push_str(&quarantine(storage, path));
+    }
+    if !damaged.is_empty() {
+        // Best effort: a rename lost by a crash only means the file is judged again.
+        let _ = storage.sync_dir(checkpoint_dir);
+    }
     Ok(Recovered {
         map,
         lsn: state_lsn,

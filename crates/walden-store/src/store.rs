@@ -818,13 +818,14 @@ fn check_preconditions(map: &Map, pres: &[(MapKey, Precondition)]) -> Result<()>
 /// the same reason). Two agents that blindly `put` one key both succeed, the later commit
 /// on top; fencing is what preconditions are for, and they are checked at commit.
 fn check_conflicts(map: &Map, req: &CommitRequest) -> Result<()> {
-    let Some(snapshot_lsn) = req.read_snapshot_lsn else {
-        return Ok(());
-    };
+    // Checked for every commit (it guards what `apply` is given, read or not).
     debug_assert!(
         final_writes(&req.writes).eq(req.final_writes.iter().filter_map(|&i| req.writes.get(i))),
         "the transaction's final writes are state::final_writes"
     );
+    let Some(snapshot_lsn) = req.read_snapshot_lsn else {
+        return Ok(());
+    };
     for w in req.final_writes.iter().filter_map(|&i| req.writes.get(i)) {
         if newest(map, &w.ns, &w.key).is_some_and(|v| v.lsn > snapshot_lsn) {
             return Err(Error::Conflict {

@@ -251,6 +251,42 @@ fn with_every_checkpoint_damaged_and_the_log_released_recovery_refuses() {
         ),
         "unexpected error: {err}"
     );
+    // A recovery that fails moves nothing aside: the files are as the operator left them.
+    let names = h.sim.file_names(dir);
+    assert!(
+        names.iter().all(|n| n.ends_with(".ckpt")) && names.len() == 2,
+        "{names:?}"
+    );
+}
+
+/// A checkpoint in a format version this build cannot read (written by a newer build) is
+/// refused, never skipped as damaged nor moved aside: a downgrade must not fall back to an
+/// older checkpoint and lose the newer one (found in review).
+#[test]
+fn a_checkpoint_of_an_unknown_format_version_refuses_the_open() {
+    let mut h = Harness::new(21, options());
+    h.puts(b"ns", 50, 30, 300);
+    let info = h.store().checkpoint().unwrap();
+    drop(h.store.take());
+    let mut header = h.sim.read_file(&info.path).unwrap()[..64].to_vec();
+    header[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    for (i, b) in header.iter().enumerate() {
+        let old = h.sim.read_file(&info.path).unwrap()[i];
+        if old != *b {
+            h.sim.corrupt(&info.path, i as u64, old ^ b).unwrap();
+        }
+    }
+    let err = h.crash_and_reopen(CrashDamage::DropAll).unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedCheckpoint { version: 2, .. }),
+        "unexpected error: {err}"
+    );
+    assert!(
+        h.sim.read_file(&info.path).is_some(),
+        "the checkpoint was moved"
+    );
 }
 
 /// A transaction that spilled to the log and then failed at commit (a precondition, or a
