@@ -545,15 +545,7 @@ impl Exec<'_> {
                 // A reads before it writes (a read-modify-write): it is checked for
                 // conflicts, and conflicts with B where their keys overlap.
                 if let Some((ns, k, _)) = a_first.first() {
-                    let seen = a.get(ns, k).map(|v| v.value.to_vec());
-                    if seen.as_deref() != snap_a.value(ns, k) {
-                        return Err(Stop::Violation(format!(
-                            "transaction A reads {}/{} as {:?}, not as in its snapshot",
-                            s(ns),
-                            s(k),
-                            seen.map(|v| s(&v))
-                        )));
-                    }
+                    reads_as_in_snapshot(&a, &snap_a, ns, k)?;
                 }
                 let before = self.store.wal().next_lsn();
                 self.write_all(&mut a, a_first)?;
@@ -569,15 +561,7 @@ impl Exec<'_> {
                     if a_first.iter().any(|(n, key, _)| n == ns && key == k) {
                         continue;
                     }
-                    let seen = a.get(ns, k).map(|v| v.value.to_vec());
-                    if seen.as_deref() != snap_a.value(ns, k) {
-                        return Err(Stop::Violation(format!(
-                            "transaction A reads {}/{} as {:?}, not as in its snapshot",
-                            s(ns),
-                            s(k),
-                            seen.map(|v| s(&v))
-                        )));
-                    }
+                    reads_as_in_snapshot(&a, &snap_a, ns, k)?;
                 }
                 self.write_all(&mut a, a_rest)?;
                 let all = [a_first.clone(), a_rest.clone()].concat();
@@ -1126,6 +1110,25 @@ fn assert_exercised(test: &str, s: &StoreSweep, cover: &[&str]) {
     for (what, n) in needed {
         assert!(n > 0, "{test}: the workloads never exercised {what}");
     }
+}
+
+/// Transaction A's read of `ns`/`k` must be what its snapshot holds.
+fn reads_as_in_snapshot(
+    a: &Transaction<'_>,
+    snapshot: &ModelState,
+    ns: &[u8],
+    k: &[u8],
+) -> Result<(), Stop> {
+    let seen = a.get(ns, k).map(|v| v.value.to_vec());
+    if seen.as_deref() != snapshot.value(ns, k) {
+        return Err(Stop::Violation(format!(
+            "transaction A reads {}/{} as {:?}, not as in its snapshot",
+            s(ns),
+            s(k),
+            seen.map(|v| s(&v))
+        )));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

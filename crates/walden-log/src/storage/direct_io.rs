@@ -194,15 +194,21 @@ impl Aligned {
 mod tests {
     use super::*;
 
-    fn check(offset: u64, len: u64) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
+    /// A new file `f` in `dir`, open for reading and writing.
+    fn new_file(dir: &std::path::Path) -> (std::path::PathBuf, File) {
+        let path = dir.join("f");
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .unwrap();
+        (path, file)
+    }
+
+    fn check(offset: u64, len: u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, file) = new_file(dir.path());
         file.write_all_at(&vec![7u8; 3 * CHUNK], 0).unwrap();
         let outcome = write_zeroes_direct(&file, offset, len);
         let back = std::fs::read(&path).unwrap();
@@ -232,13 +238,7 @@ mod tests {
     #[test]
     fn drop_and_verify_passes_and_keeps_every_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
+        let (_, file) = new_file(dir.path());
         let len = 3 * CHUNK + 123;
         let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         file.write_all_at(&content[..CHUNK], 0).unwrap();
