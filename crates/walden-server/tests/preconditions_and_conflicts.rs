@@ -1,7 +1,8 @@
 //! Preconditions and conflicts: `?if_absent=true` and `?if_version=N` on PUT and DELETE,
 //! 409 `precondition_failed` with the current version and nothing written; many agents
 //! racing to claim one task: exactly one wins; blind concurrent writes to one key all
-//! succeed (spurious write-write conflicts are retried by the server).
+//! succeed (the store does not check write-write conflicts for transactions that read
+//! nothing); racing DELETEs of one key: exactly one deletes, the others answer 404.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -102,4 +103,78 @@ fn racing_claims_have_one_winner_and_blind_writes_all_land() {
     assert_eq!(wins, 20, "every task claimed exactly once");
     let r = call("GET", &s.url("/v1/ns/hot/kv/k"), None, &[]);
     assert_eq!(r.header("x-walden-version"), Some("160"));
+}
+
+/// DELETE without `if_version` deletes whatever version is live when it commits: of 8
+/// clients racing to delete one key, exactly one writes the tombstone, the others answer
+/// 404, never 409 and never a second tombstone; mixed with PUTs, every DELETE answers 200
+/// or 404.
+#[test]
+fn racing_deletes_write_one_tombstone() {
+    let dir = tempdir();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let base = s.base.clone();
+    for round in 0..10u32 {
+        put(&s, "del", "k", format!("round {round}").as_bytes());
+        let before = call("GET", &s.url("/v1/ns/del/kv/k"), None, &[]);
+        let version: u64 = before.header("x-walden-version").unwrap().parse().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let base = base.clone();
+                std::thread::spawn(move || {
+                    let r = try_call(
+                        &agent(),
+                        "DELETE",
+                        &format!("{base}/v1/ns/del/kv/k"),
+                        None,
+                        &[],
+                    )
+                    .unwrap();
+                    r.status
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            statuses.iter().filter(|&&c| c == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|&c| c == 200 || c == 404),
+            "{statuses:?}"
+        );
+        let e = get(&s, "del", "k").assert_error(404, "not_found");
+        assert_eq!(
+            e["current_version"],
+            version + 1,
+            "one tombstone, round {round}"
+        );
+    }
+    // Deletes racing writes: each answers 200 (it deleted a live version) or 404.
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                for _ in 0..25 {
+                    let url = format!("{base}/v1/ns/del/kv/mixed");
+                    let r = if i % 2 == 0 {
+                        try_call(&agent, "PUT", &url, Some(b"v"), &[]).unwrap()
+                    } else {
+                        try_call(&agent, "DELETE", &url, None, &[]).unwrap()
+                    };
+                    assert!(
+                        r.status == 200 || r.status == 404,
+                        "{} {}",
+                        r.status,
+                        r.text()
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
 }

@@ -788,11 +788,13 @@ fn check_preconditions(map: &Map, pres: &[(MapKey, Precondition)]) -> Result<()>
         let ok = match pre {
             Precondition::Absent => current.is_none_or(|v| v.value.is_none()),
             Precondition::Version(n) => version == *n,
+            Precondition::Present => current.is_some_and(|v| v.value.is_some()),
         };
         if !ok {
             let expected = match pre {
                 Precondition::Absent => "key absent".to_string(),
                 Precondition::Version(n) => format!("version {n}"),
+                Precondition::Present => "key present".to_string(),
             };
             return Err(Error::PreconditionFailed {
                 ns: lossy(ns),

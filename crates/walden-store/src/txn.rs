@@ -23,6 +23,9 @@ pub enum Precondition {
     /// The key's current version is exactly this (0: never written). A deleted key keeps
     /// counting versions, so a write based on a version read before a delete fails.
     Version(u64),
+    /// The key has a live value (written, and not deleted since): a delete of "whatever is
+    /// there" that must not write a second tombstone.
+    Present,
 }
 
 /// A value with its version metadata.

@@ -54,6 +54,7 @@ const KEYS: [&[u8]; 9] = [
 #[derive(Debug, Clone, Copy)]
 enum PreSel {
     Absent,
+    Present,
     /// `Version(current committed version + delta)`, delta in -1..=1.
     Version(i8),
 }
@@ -125,7 +126,11 @@ enum Op {
 }
 
 fn pre_sel() -> impl Strategy<Value = PreSel> {
-    prop_oneof![Just(PreSel::Absent), (-1i8..=1).prop_map(PreSel::Version)]
+    prop_oneof![
+        Just(PreSel::Absent),
+        Just(PreSel::Present),
+        (-1i8..=1).prop_map(PreSel::Version)
+    ]
 }
 
 fn value_len() -> impl Strategy<Value = u16> {
@@ -231,6 +236,7 @@ fn value(counter: &mut u32, len: u16) -> Vec<u8> {
 fn resolve(committed: &ModelState, ns: &[u8], key: &[u8], pre: PreSel) -> Precondition {
     match pre {
         PreSel::Absent => Precondition::Absent,
+        PreSel::Present => Precondition::Present,
         PreSel::Version(d) => {
             Precondition::Version(committed.version(ns, key).saturating_add_signed(d.into()))
         }

@@ -1,6 +1,6 @@
 //! Single keys: `PUT`, `GET`, `DELETE /v1/ns/{ns}/kv/{key}` and `.../history`.
 
-use super::{check_key, check_ns, json_ok, path_segment, read_body, DELETE_RETRIES};
+use super::{check_key, check_ns, json_ok, path_segment, read_body};
 use crate::encoding::{put_bytes, Query};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -8,7 +8,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use walden_log::Lsn;
 use walden_store::{CommitInfo, Precondition, Store, Transaction};
 
 /// Response header: the value's version.
@@ -154,47 +153,27 @@ pub async fn get_value(State(state): State<AppState>, uri: Uri) -> ApiResult {
 }
 
 /// `DELETE /v1/ns/{ns}/kv/{key}`: 404 when there is no live value (nothing is written);
-/// `?if_version=N` deletes only that version.
+/// `?if_version=N` deletes only that version. Without it, deletes whatever version is live
+/// when the delete commits (`Precondition::Present`: a racing delete that commits first
+/// makes this one a 404, never a second tombstone).
 pub async fn delete_value(State(state): State<AppState>, uri: Uri) -> ApiResult {
     let (ns, key) = ns_key(&state, &uri)?;
     let q = Query::parse(uri.query(), &["if_version"])?;
     let wanted = q.u64("if_version")?;
     let store = state.store();
-    let mut tries = 0;
-    let info = loop {
-        let Some(current) = store.get(&ns, &key) else {
+    // A precondition that fails refuses the commit before anything is logged.
+    let pre = wanted.map_or(Precondition::Present, Precondition::Version);
+    let (n, k) = (ns.clone(), key.clone());
+    let outcome = commit(&state, ns.len() + key.len(), move |tx| {
+        tx.require(&n, &k, pre)?;
+        tx.delete(&n, &k)
+    })
+    .await;
+    let info = match outcome {
+        Err(e) if e.code == "precondition_failed" && wanted.is_none() => {
             return Err(not_found(store.version(&ns, &key)));
-        };
-        // Delete exactly the version just read, so a racing delete cannot make this one
-        // write a second tombstone.
-        let expect = wanted.unwrap_or(current.version);
-        let (n, k) = (ns.clone(), key.clone());
-        let outcome = commit(&state, ns.len() + key.len(), move |tx| {
-            tx.require(&n, &k, Precondition::Version(expect))?;
-            tx.delete(&n, &k)
-        })
-        .await;
-        match outcome {
-            Err(e)
-                if e.code == "precondition_failed"
-                    && wanted.is_none()
-                    && tries < DELETE_RETRIES =>
-            {
-                // Another write of the key committed after the read above; it may not be
-                // visible yet (only durable commits are): have everything logged synced,
-                // and read again once it is.
-                tries += 1;
-                let logged = Lsn(store.wal().next_lsn().get() - 1);
-                state.0.syncer.request();
-                store
-                    .wal()
-                    .durable_at_least(logged)
-                    .await
-                    .map_err(walden_store::Error::from)?;
-                tokio::time::sleep(std::time::Duration::from_micros(20 << tries.min(8))).await;
-            }
-            other => break other?,
         }
+        other => other?,
     };
     Ok(written(&info))
 }

@@ -202,11 +202,6 @@ pub(crate) fn check_key(state: &AppState, key: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
-/// How often `DELETE` without `if_version` reads the key again after another write changed
-/// its version between the read and the delete's commit (the delete is fenced on the
-/// version it read, so a racing delete cannot write a second tombstone).
-pub(crate) const DELETE_RETRIES: usize = 64;
-
 #[cfg(test)]
 mod tests {
     use super::template_matches;

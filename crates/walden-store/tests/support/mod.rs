@@ -116,6 +116,7 @@ impl ModelState {
         match pre {
             Precondition::Absent => self.value(ns, key).is_none(),
             Precondition::Version(n) => self.version(ns, key) == n,
+            Precondition::Present => self.value(ns, key).is_some(),
         }
     }
 
