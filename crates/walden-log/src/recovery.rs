@@ -141,8 +141,7 @@ pub(crate) fn scan_log(
         .collect();
     free.sort_unstable();
     // A poisoned log's pages may be cached but not on the device: read past the cache.
-    let read_past_cache =
-        crate::sync_failure::present(storage, dir).map_err(|e| Error::io("list", dir, e))?;
+    let read_past_cache = names.iter().any(|n| n == crate::sync_failure::MARKER);
     let mut files = Vec::with_capacity(ids.len());
     for id in &ids {
         files.push(classify(storage, dir, *id, open_mode, read_past_cache)?);

@@ -45,11 +45,6 @@ pub(crate) fn after_failure(storage: &dyn Storage, dir: &Path, failure: &Error) 
     None
 }
 
-/// Whether the marker is present.
-pub(crate) fn present(storage: &dyn Storage, dir: &Path) -> io::Result<bool> {
-    Ok(storage.list(dir)?.iter().any(|name| name == MARKER))
-}
-
 /// Removes the marker (durably): the log's segments were read from the device and every
 /// accepted byte was synced since.
 pub(crate) fn clear(storage: &dyn Storage, dir: &Path) -> io::Result<()> {

@@ -8,19 +8,15 @@
 //! to make a real fsync fail short of a device-mapper target.
 #![allow(clippy::unwrap_used)]
 
+mod matrix_util;
+
+use matrix_util::read_all;
 use std::sync::Arc;
 use walden_log::storage::{OpenMode, StdStorage, Storage};
 use walden_log::{Durability, Options, RecoveryMode, Wal, SYNC_FAILED_MARKER};
 
 fn options(dir: &std::path::Path) -> Options {
     Options::new(dir).segment_bytes(1 << 20)
-}
-
-fn read_all(wal: &Wal) -> Vec<Vec<u8>> {
-    wal.read_from(wal.first_lsn())
-        .unwrap()
-        .map(|r| r.unwrap().data)
-        .collect()
 }
 
 #[test]
@@ -36,8 +32,8 @@ fn a_marked_log_is_read_past_the_cache_and_unmarked_by_a_writable_open() {
         } else {
             Durability::Buffered
         };
-        wal.append_with(&record, durability).unwrap();
-        want.push(record);
+        let lsn = wal.append_with(&record, durability).unwrap();
+        want.push((lsn.get(), record));
     }
     wal.sync().unwrap();
     assert!(wal.segments().len() > 1, "spans segments");
@@ -60,8 +56,8 @@ fn a_marked_log_is_read_past_the_cache_and_unmarked_by_a_writable_open() {
     assert!(wal.recovery_report().read_past_cache);
     assert_eq!(read_all(&wal), want, "nothing on disk was lost");
     assert!(!marker.exists(), "a writable open clears the marker");
-    wal.append(b"after").unwrap();
-    want.push(b"after".to_vec());
+    let lsn = wal.append(b"after").unwrap();
+    want.push((lsn.get(), b"after".to_vec()));
     drop(wal);
     let wal = Wal::open(options(&dir)).unwrap();
     assert!(!wal.recovery_report().read_past_cache);

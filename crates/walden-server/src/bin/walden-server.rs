@@ -38,11 +38,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// mimalloc instead of the system allocator: a server request allocates a few dozen small
-/// buffers (hyper, the store's keys and versions), and glibc's malloc and free took ~6% of
-/// the server's CPU in W7; with mimalloc W7 at 64 clients answered 8% more durable writes
-/// (A/B alternating, docs/BENCHMARKS.md). Built without transparent huge pages (the
-/// workspace's `no_thp`: zeroing a 2 MiB page inside the store's commit stalled every
-/// committer).
+/// The allocator of every walden binary: why, in the `walden` binary's main.rs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
