@@ -6,6 +6,9 @@
 //!   server's default configuration. Driven by `walden_server::load_with`: one keep-alive
 //!   HTTP/1.1 connection per client, `PUT /v1/ns/w7/kv/c{client}-{n}`, acknowledged (200)
 //!   once durable.
+//! - **walden-resp**: the same server's RESP endpoint (`--resp-listen`), driven by the very
+//!   client loop that drives Redis (`SET c{client}-{n} value`, counted on `+OK`, sent once
+//!   durable): the comparison with Redis without HTTP's cost on either side.
 //! - **redis**: Debian's `redis-server`, started by scripts/redis-peer.sh with
 //!   `appendonly yes`, `appendfsync always`, its AOF on the bench disk. Driven by the same
 //!   client loop here: one connection per client, `SET c{client}-{n} value` in RESP,
@@ -33,6 +36,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
+
+/// The system name of walden's RESP endpoint in W7's rows.
+pub(crate) const RESP_SYSTEM: &str = "walden-resp";
 
 /// "1 client", "64 clients".
 pub(crate) fn clients_case(n: usize) -> String {
@@ -64,6 +70,8 @@ struct Walden {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     addr: SocketAddr,
+    /// The RESP endpoint.
+    resp: SocketAddr,
 }
 
 impl Walden {
@@ -74,8 +82,10 @@ impl Walden {
             .build()
             .context("server runtime")?;
         let addr = free_addr()?;
+        let resp = free_addr()?;
         let mut config = walden_server::ServeConfig::new(dir);
         config.listen = addr;
+        config.resp_listen = Some(resp);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = runtime.spawn(walden_server::serve(config, async move {
             let _ = stopped.await;
@@ -102,6 +112,7 @@ impl Walden {
             stop: Some(stop),
             task,
             addr,
+            resp,
         })
     }
 
@@ -467,35 +478,37 @@ impl PgConn {
 
 // ---- the client loop shared by redis and postgresql ----
 
+/// The wire protocol a client loop speaks.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Peer {
-    Redis,
+enum Wire {
+    /// RESP: Redis, and walden's RESP endpoint.
+    Resp,
     Postgres,
 }
 
 enum Conn {
-    Redis(BufReader<TcpStream>),
+    Resp(BufReader<TcpStream>),
     Postgres(PgConn),
 }
 
 impl Conn {
-    async fn connect(peer: Peer, addr: SocketAddr) -> anyhow::Result<Conn> {
-        Ok(match peer {
-            Peer::Redis => {
+    async fn connect(wire: Wire, addr: SocketAddr) -> anyhow::Result<Conn> {
+        Ok(match wire {
+            Wire::Resp => {
                 let s = TcpStream::connect(addr)
                     .await
-                    .with_context(|| format!("connect to Redis at {addr}"))?;
+                    .with_context(|| format!("connect to the RESP server at {addr}"))?;
                 s.set_nodelay(true)?;
-                Conn::Redis(BufReader::new(s))
+                Conn::Resp(BufReader::new(s))
             }
-            Peer::Postgres => Conn::Postgres(PgConn::connect(addr).await?),
+            Wire::Postgres => Conn::Postgres(PgConn::connect(addr).await?),
         })
     }
 
     /// One durable write; Ok(true) when acknowledged, Ok(false) when refused.
     async fn put(&mut self, out: &mut Vec<u8>, key: &[u8], value: &[u8]) -> anyhow::Result<bool> {
         match self {
-            Conn::Redis(io) => {
+            Conn::Resp(io) => {
                 out.clear();
                 out.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
                 for p in [key, value] {
@@ -506,7 +519,7 @@ impl Conn {
                 io.get_mut().write_all(out).await?;
                 let mut line = String::new();
                 if io.read_line(&mut line).await? == 0 {
-                    bail!("Redis closed the connection");
+                    bail!("the RESP server closed the connection");
                 }
                 Ok(line.starts_with("+OK"))
             }
@@ -529,7 +542,7 @@ fn us_histogram() -> anyhow::Result<Histogram<u64>> {
 /// `clients` connections, each writing distinct keys `c{client}-{n}` until `duration` has
 /// passed (the shape of `walden_server::load_with`).
 async fn drive(
-    peer: Peer,
+    wire: Wire,
     addr: SocketAddr,
     clients: usize,
     duration: Duration,
@@ -538,7 +551,7 @@ async fn drive(
     // Connect first (untimed): PostgreSQL forks a backend per connection.
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
-        conns.push(Conn::connect(peer, addr).await?);
+        conns.push(Conn::connect(wire, addr).await?);
     }
     let started = Instant::now();
     let deadline = started + duration;
@@ -608,7 +621,8 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("client runtime")
 }
 
-/// W7: the three servers, each case interleaved across them, repetitions outermost.
+/// W7: the three servers (walden over both endpoints), each case interleaved across them,
+/// repetitions outermost.
 pub(crate) fn w7(
     plan: &Plan,
     root: &Path,
@@ -635,7 +649,7 @@ pub(crate) fn w7(
         namespace: "w7".into(),
         ..walden_server::LoadOptions::default()
     };
-    let mut cells: Vec<(usize, [Cell; 3])> = plan
+    let mut cells: Vec<(usize, [Cell; 4])> = plan
         .clients
         .iter()
         .map(|&c| {
@@ -644,6 +658,10 @@ pub(crate) fn w7(
             let mut w = Cell::new("W7", &case, "walden", "walden", d);
             w.note = Some(format!(
                 "walden serve in-process (own runtime), default configuration, fresh data directory; walden_server::load_with: one keep-alive HTTP/1.1 connection per client, PUT of {value_bytes} B to distinct keys, counted on 200 (durable)"
+            ));
+            let mut wr = Cell::new("W7", &case, RESP_SYSTEM, "walden", d);
+            wr.note = Some(format!(
+                "the same walden server's RESP endpoint (--resp-listen), driven by the client loop that drives Redis: one connection per client, SET of {value_bytes} B to distinct keys, counted on +OK (sent once durable)"
             ));
             let mut r = Cell::new("W7", &case, "redis", "redis", d);
             if let Ok(redis) = &redis {
@@ -659,11 +677,11 @@ pub(crate) fn w7(
                     pg.version
                 ));
             }
-            (c, [w, r, p])
+            (c, [w, wr, r, p])
         })
         .collect();
     for rep in 0..plan.reps {
-        for (clients, [w, r, p]) in cells.iter_mut() {
+        for (clients, [w, wr, r, p]) in cells.iter_mut() {
             let clients = *clients;
             let report = rt
                 .block_on(walden_server::load_with(
@@ -682,16 +700,17 @@ pub(crate) fn w7(
             .with_context(|| format!("W7 walden, {clients} clients"))?;
             progress(w, rep, plan.reps, &m);
             w.samples.push(m);
-            for (cell, peer, addr) in [
-                (r, Peer::Redis, redis.as_ref().ok().map(|x| x.addr)),
-                (p, Peer::Postgres, pg.as_ref().ok().map(|x| x.addr)),
+            for (cell, wire, addr) in [
+                (wr, Wire::Resp, Some(walden.resp)),
+                (r, Wire::Resp, redis.as_ref().ok().map(|x| x.addr)),
+                (p, Wire::Postgres, pg.as_ref().ok().map(|x| x.addr)),
             ] {
                 let Some(addr) = addr else { continue };
                 if cell.failure.is_some() {
                     continue;
                 }
                 let got = rt
-                    .block_on(drive(peer, addr, clients, plan.measure, value_bytes))
+                    .block_on(drive(wire, addr, clients, plan.measure, value_bytes))
                     .and_then(|r| to_metrics(&r));
                 match got {
                     Ok(m) => {
@@ -708,8 +727,9 @@ pub(crate) fn w7(
     }
     drop(rt);
     walden.stop().context("W7: stop the walden server")?;
-    for (_, [w, r, p]) in cells {
+    for (_, [w, wr, r, p]) in cells {
         rows.push(w.into_row());
+        rows.push(wr.into_row());
         if redis.is_ok() {
             rows.push(r.into_row());
         }

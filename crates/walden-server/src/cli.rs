@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port. A non-loopback address needs a token.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: SocketAddr,
+    /// Also serve the RESP endpoint (Redis protocol: SET, GET, DEL, EXISTS, WALDEN.SET...)
+    /// on this address; off when not given. Same token (AUTH) and TLS as HTTP.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub resp_listen: Option<SocketAddr>,
     /// File holding the bearer token (else the WALDEN_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
@@ -78,6 +82,7 @@ impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
         let mut c = ServeConfig::new(self.data);
         c.listen = self.listen;
+        c.resp_listen = self.resp_listen;
         c.token = resolve_token(self.token_file.as_deref())?;
         c.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -118,6 +123,10 @@ pub struct ClientArgs {
     /// The server's URL.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7070")]
     pub server: String,
+    /// Also serve the RESP endpoint (Redis protocol: SET, GET, DEL, EXISTS, WALDEN.SET...)
+    /// on this address; off when not given. Same token (AUTH) and TLS as HTTP.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub resp_listen: Option<SocketAddr>,
     /// File holding the bearer token (else the WALDEN_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,

@@ -81,6 +81,9 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Where to listen. Port 0 picks a free port; the first line on stdout names it.
     pub listen: SocketAddr,
+    /// Where the RESP endpoint listens (None: off). Port 0 picks a free port; the second
+    /// line on stdout names it (`listening on redis://ADDR`).
+    pub resp_listen: Option<SocketAddr>,
     /// The bearer token every route but `/healthz` requires (None: no auth, loopback only).
     pub token: Option<String>,
     /// TLS, when given.
@@ -106,6 +109,7 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
+            .field("resp_listen", &self.resp_listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("limits", &self.limits)
@@ -125,6 +129,7 @@ impl ServeConfig {
         ServeConfig {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            resp_listen: None,
             token: None,
             tls: None,
             limits: ServerLimits::default(),
@@ -148,12 +153,13 @@ impl ServeConfig {
                 bail!("the bearer token must not contain spaces or control characters");
             }
         }
-        if !self.listen.ip().is_loopback() && self.token.is_none() {
-            bail!(
-                "refusing to listen on {} (not a loopback address) without a bearer token: \
-                 give --token-file PATH or set {TOKEN_ENV}",
-                self.listen
-            );
+        for addr in std::iter::once(self.listen).chain(self.resp_listen) {
+            if !addr.ip().is_loopback() && self.token.is_none() {
+                bail!(
+                    "refusing to listen on {addr} (not a loopback address) without a bearer \
+                     token: give --token-file PATH or set {TOKEN_ENV}"
+                );
+            }
         }
         let l = &self.limits;
         for (name, v) in [
@@ -219,6 +225,13 @@ mod tests {
         assert!(c.validate().is_ok());
         c.listen = "[::1]:0".parse().unwrap();
         c.token = None;
+        assert!(c.validate().is_ok());
+        c.resp_listen = Some("0.0.0.0:6379".parse().unwrap());
+        assert!(
+            c.validate().is_err(),
+            "a RESP endpoint off loopback needs a token too"
+        );
+        c.token = Some("s3cret".into());
         assert!(c.validate().is_ok());
     }
 

@@ -13,6 +13,9 @@
 //!   (`?if_version=N`, `?if_absent=true`), history, ordered scans, atomic multi-key
 //!   transactions, the change stream as Server-Sent Events (event id = commit LSN,
 //!   resumable with `Last-Event-ID`), checkpoint, status, health, Prometheus metrics.
+//! - **RESP endpoint** (`--resp-listen`, module `resp`): the single-key commands over the
+//!   Redis protocol (`SET`, `GET`, `DEL`, `EXISTS`, `WALDEN.SET`), for Redis client
+//!   libraries and for less CPU per request; same store, limits, token, TLS and group commit.
 //! - **Bad input never panics and never stores anything partial**: paths and queries are
 //!   decoded strictly, sizes are checked against limits before the store sees a request,
 //!   and every error is `{"error": {"code", "message"}}` with a 4xx status.
@@ -27,7 +30,7 @@
 //! subcommands; this crate's own `walden-server` binary does the same for its tests.
 //!
 //! Modules: `config` (what serve runs with), `server` (start, drain, stop), `routes` (one
-//! file per group of routes), `syncer` (the sync thread), `sse` (the change stream), `auth`, `metrics`, `error` (the
+//! file per group of routes), `resp` (the Redis protocol endpoint), `syncer` (the sync thread), `sse` (the change stream), `auth`, `metrics`, `error` (the
 //! JSON error shape), `encoding` (bytes in URLs and JSON), `tls`, `cli` and `client` (the
 //! admin commands), `load` (the load generator).
 
@@ -41,6 +44,7 @@ mod load;
 mod logging;
 mod metrics;
 mod openapi;
+mod resp;
 mod routes;
 mod server;
 mod sse;

@@ -188,6 +188,14 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("local address")?;
+    let resp_listener = match config.resp_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--resp-listen)"))?,
+        ),
+        None => None,
+    };
     let open_config = config.clone();
     let app = tokio::task::spawn_blocking(move || App::open(&open_config))
         .await
@@ -197,9 +205,17 @@ pub async fn serve(
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {scheme}://{local}").context("stdout")?;
+        if let Some(l) = &resp_listener {
+            let addr = l.local_addr().context("local address")?;
+            let scheme = if tls.is_some() { "rediss" } else { "redis" };
+            writeln!(out, "listening on {scheme}://{addr}").context("stdout")?;
+            tracing::info!(address = %addr, "RESP endpoint listening");
+        }
         out.flush().context("stdout")?;
     }
     tracing::info!(address = %local, tls = tls.is_some(), auth = config.token.is_some(), "listening");
+    let resp = resp_listener
+        .map(|l| tokio::spawn(crate::resp::serve(l, tls.clone(), app.state().clone())));
     let (fired_tx, mut fired) = watch::channel(false);
     let stop = app.stop.clone();
     let signal = async move {
@@ -209,7 +225,7 @@ pub async fn serve(
         let _ = fired_tx.send(true);
     };
     let serving = async move {
-        match tls {
+        let http = match tls {
             Some(tls) => {
                 let listener = crate::tls::TlsListener::new(listener, tls)?;
                 axum::serve(listener, service.into_make_service())
@@ -225,7 +241,14 @@ pub async fn serve(
                     .with_graceful_shutdown(signal)
                     .await
             }
+        };
+        if let Some(resp) = resp {
+            // Ends once shutdown fired and its connections finished their commands.
+            if let Err(e) = resp.await {
+                tracing::error!(error = %e, "the RESP endpoint failed");
+            }
         }
+        http
     };
     let timeout = config.shutdown_timeout;
     let drain_deadline = async move {

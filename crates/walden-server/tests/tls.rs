@@ -10,6 +10,41 @@ fn path(p: &std::path::Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// The RESP endpoint of a TLS server speaks TLS only: PING through rustls trusting the
+/// test CA answers PONG; the same bytes in the clear get no PONG.
+fn resp_over_tls(addr: std::net::SocketAddr, ca: &std::path::Path) {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::io::{Read as _, Write as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut pong = [0u8; 7];
+    tls.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    plain.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(!got.starts_with(b"+PONG"), "PONG in the clear");
+}
+
 #[test]
 fn serves_https_with_a_pem_certificate() {
     let dir = tempdir();
@@ -86,9 +121,12 @@ fn serves_https_with_a_pem_certificate() {
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--resp-listen",
+            "127.0.0.1:0",
         ],
     );
     assert!(s.base.starts_with("https://127.0.0.1:"), "{}", s.base);
+    resp_over_tls(s.resp.expect("no rediss:// line"), &ca);
 
     // The library's client, trusting the test CA.
     let client = walden_server::Client::new(&s.base, None, Some(&ca)).unwrap();

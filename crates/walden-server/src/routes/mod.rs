@@ -6,7 +6,7 @@
 
 mod admin;
 mod guard;
-mod kv;
+pub(crate) mod kv;
 mod scan;
 mod txn;
 
@@ -197,6 +197,20 @@ pub(crate) fn check_key(state: &AppState, key: &[u8]) -> ApiResult<()> {
             key.len() as u64,
             max as u64,
             "--max-key-bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// A value within `--max-value-bytes`.
+pub(crate) fn check_value(state: &AppState, value: &[u8]) -> ApiResult<()> {
+    let max = state.0.limits.value_bytes_max;
+    if value.len() > max {
+        return Err(ApiError::too_large(
+            "value",
+            value.len() as u64,
+            max as u64,
+            "--max-value-bytes",
         ));
     }
     Ok(())

@@ -18,6 +18,8 @@ pub struct Server {
     pub base: String,
     pub data: PathBuf,
     pub stderr_path: PathBuf,
+    /// The RESP endpoint's address, when started with `--resp-listen`.
+    pub resp: Option<std::net::SocketAddr>,
 }
 
 /// Why a server did not start: its exit status and stderr.
@@ -72,18 +74,31 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok);
-            let _ = tx.send(first);
-            for _ in lines {}
+            for line in BufReader::new(stdout).lines() {
+                let _ = tx.send(line.ok());
+            }
         });
         let first = rx.recv_timeout(Duration::from_secs(60)).ok().flatten();
+        // The RESP endpoint is named on the second line.
+        let resp = if args.contains(&"--resp-listen") && first.is_some() {
+            rx.recv_timeout(Duration::from_secs(10))
+                .ok()
+                .flatten()
+                .and_then(|l| {
+                    l.strip_prefix("listening on redis://")
+                        .or_else(|| l.strip_prefix("listening on rediss://"))
+                        .and_then(|a| a.trim().parse().ok())
+                })
+        } else {
+            None
+        };
         let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
         match first
             .as_deref()
             .and_then(|l| l.strip_prefix("listening on "))
         {
             Some(base) => Ok(Server {
+                resp,
                 base: base.trim().to_string(),
                 child,
                 data: data.to_path_buf(),

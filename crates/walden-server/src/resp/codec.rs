@@ -1,0 +1,285 @@
+//! RESP2 framing, written by hand: a command is an array of bulk strings
+//! (`*N\r\n$LEN\r\nBYTES\r\n...`), which is what every Redis client sends; replies are the
+//! five RESP2 types. The parser is incremental (a command split across reads parses once
+//! its last byte arrived) and bounded: the argument count and each bulk length are checked
+//! against the limits as soon as their headers are read, so a client cannot make the server
+//! buffer more than one legal command. Hand-written because the framing is a few dozen lines
+//! and the crates that offer it (redis-protocol, resp) bring a frame type per argument and
+//! their own buffer types, which the hot path would then convert.
+
+use std::ops::Range;
+
+/// Bounds on one command.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameLimits {
+    /// Most arguments (the command name included).
+    pub args_max: usize,
+    /// Largest bulk string, in bytes.
+    pub bulk_bytes_max: usize,
+}
+
+/// Input that is not a RESP command, or that exceeds a limit. The connection answers it
+/// with `-ERR Protocol error: ...` and closes: after bad framing nothing later in the
+/// stream can be trusted to start a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProtocolError(pub String);
+
+/// Longest header line (`*N` or `$LEN`): sign, digits, CR LF.
+const HEADER_BYTES_MAX: usize = 24;
+
+/// Parses one command at the start of `buf`. `Ok(Some(n))`: a whole command of `n` bytes,
+/// its arguments' ranges (into `buf`) in `args`. `Ok(None)`: `buf` holds the start of a
+/// command that is not complete yet.
+pub(crate) fn parse_command(
+    buf: &[u8],
+    limits: &FrameLimits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<Option<usize>, ProtocolError> {
+    args.clear();
+    let Some(first) = buf.first() else {
+        return Ok(None);
+    };
+    if *first != b'*' {
+        return Err(ProtocolError(format!(
+            "expected '*' (an array of bulk strings), got {}",
+            show_byte(*first)
+        )));
+    }
+    let Some((count, mut at)) = header(buf, 0)? else {
+        return Ok(None);
+    };
+    if count < 1 {
+        return Err(ProtocolError(format!(
+            "a command needs at least one argument, got an array of {count}"
+        )));
+    }
+    let count = count as usize;
+    if count > limits.args_max {
+        return Err(ProtocolError(format!(
+            "{count} arguments exceed the limit of {}",
+            limits.args_max
+        )));
+    }
+    for _ in 0..count {
+        let Some(&tag) = buf.get(at) else {
+            return Ok(None);
+        };
+        if tag != b'$' {
+            return Err(ProtocolError(format!(
+                "expected '$' (a bulk string), got {}",
+                show_byte(tag)
+            )));
+        }
+        let Some((len, body)) = header(buf, at)? else {
+            return Ok(None);
+        };
+        if len < 0 {
+            return Err(ProtocolError(
+                "a null bulk string is not an argument".into(),
+            ));
+        }
+        let len = len as usize;
+        if len > limits.bulk_bytes_max {
+            return Err(ProtocolError(format!(
+                "a bulk string of {len} bytes exceeds the limit of {} bytes (--max-value-bytes)",
+                limits.bulk_bytes_max
+            )));
+        }
+        let end = body + len;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtocolError(
+                "a bulk string is not followed by CR LF".into(),
+            ));
+        }
+        args.push(body..end);
+        at = end + 2;
+    }
+    Ok(Some(at))
+}
+
+/// The number of a `*N\r\n` or `$N\r\n` header starting at `at`, and where its line ends.
+fn header(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, ProtocolError> {
+    let rest = &buf[at + 1..];
+    let window = &rest[..rest.len().min(HEADER_BYTES_MAX)];
+    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
+        if window.len() == HEADER_BYTES_MAX {
+            return Err(ProtocolError("a length line is too long".into()));
+        }
+        return Ok(None);
+    };
+    let Some(&lf) = window.get(cr + 1) else {
+        return Ok(None);
+    };
+    if lf != b'\n' {
+        return Err(ProtocolError(
+            "a length line does not end with CR LF".into(),
+        ));
+    }
+    let digits = &window[..cr];
+    let n = std::str::from_utf8(digits)
+        .ok()
+        .filter(|s| !s.is_empty() && !s.starts_with('+'))
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| {
+            ProtocolError(format!("bad length {:?}", String::from_utf8_lossy(digits)))
+        })?;
+    Ok(Some((n, at + 1 + cr + 2)))
+}
+
+fn show_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("'{}'", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    }
+}
+
+/// `+OK`-style simple string (no CR or LF inside).
+pub(crate) fn simple(out: &mut Vec<u8>, s: &str) {
+    out.push(b'+');
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `-CODE message` error; CR and LF in the message become spaces.
+pub(crate) fn error(out: &mut Vec<u8>, code: &str, message: &str) {
+    out.push(b'-');
+    out.extend_from_slice(code.as_bytes());
+    out.push(b' ');
+    out.extend(message.bytes().map(|b| match b {
+        b'\r' | b'\n' => b' ',
+        b => b,
+    }));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `:N` integer.
+pub(crate) fn integer(out: &mut Vec<u8>, n: i64) {
+    out.push(b':');
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `$LEN` bulk string.
+pub(crate) fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'$');
+    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `$-1`: the null bulk string (a missing key; a SET whose NX or XX did not hold).
+pub(crate) fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"$-1\r\n");
+}
+
+/// `*N` array header; the caller writes the N items.
+pub(crate) fn array_header(out: &mut Vec<u8>, n: usize) {
+    out.push(b'*');
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Encodes a command the way clients send it.
+#[cfg(test)]
+pub(crate) fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    array_header(out, args.len());
+    for a in args {
+        bulk(out, a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: FrameLimits = FrameLimits {
+        args_max: 8,
+        bulk_bytes_max: 64,
+    };
+
+    /// A whole command: its length and its arguments.
+    type Parsed = (usize, Vec<Vec<u8>>);
+
+    fn parse(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+        let mut ranges = Vec::new();
+        Ok(parse_command(buf, &LIMITS, &mut ranges)?
+            .map(|n| (n, ranges.iter().map(|r| buf[r.clone()].to_vec()).collect())))
+    }
+
+    #[test]
+    fn a_command_parses_and_its_prefixes_wait() {
+        let cmd = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n";
+        let (n, args) = parse(cmd).unwrap().unwrap();
+        assert_eq!(n, cmd.len());
+        assert_eq!(args, vec![b"SET".to_vec(), b"k".to_vec(), Vec::new()]);
+        for cut in 0..cmd.len() {
+            assert_eq!(parse(&cmd[..cut]).unwrap(), None, "prefix of {cut} bytes");
+        }
+        let mut two = cmd.to_vec();
+        two.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        assert_eq!(parse(&two).unwrap().unwrap().0, cmd.len());
+    }
+
+    #[test]
+    fn bad_framing_and_limits_are_errors_before_the_body_arrives() {
+        for bad in [
+            &b"PING\r\n"[..],
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"*9\r\n",
+            b"*1\r\n:1\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$65\r\n",
+            b"*1\r\n$x\r\n",
+            b"*1\r\n$+1\r\n",
+            b"*1\r\n$1\rX",
+            b"*1\r\n$1\r\nab\r\n",
+            b"*11111111111111111111111111\r\n",
+        ] {
+            assert!(
+                parse(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    fn arb_args() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8)
+    }
+
+    proptest! {
+        /// Whatever the bytes, parsing returns (no panic), and never claims more than it has.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(Some((n, args))) = parse(&bytes) {
+                prop_assert!(n <= bytes.len());
+                prop_assert!(!args.is_empty());
+            }
+        }
+
+        /// An encoded command parses back whole, and so does every split of it: the first
+        /// part waits, the whole parses.
+        #[test]
+        fn encoded_commands_round_trip(args in arb_args(), tail in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let mut buf = Vec::new();
+            encode_command(&mut buf, &refs);
+            let len = buf.len();
+            for cut in 0..len {
+                prop_assert_eq!(parse(&buf[..cut]).unwrap(), None);
+            }
+            buf.extend_from_slice(&tail);
+            let (n, got) = parse(&buf).unwrap().unwrap();
+            prop_assert_eq!(n, len);
+            prop_assert_eq!(got, args);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The RESP endpoint (`--resp-listen ADDR`): the store's single keys over the Redis
+//! protocol (RESP2), so that any Redis client library can write durable memory, and at less
+//! CPU per request than HTTP: no header parsing, routing or JSON, one small reply. A write
+//! answers only once durable, through the same deferred commit and sync thread as the HTTP
+//! routes. Same limits, same bearer token (`AUTH <token>`), same TLS. Off by default.
+//!
+//! - `codec`: the framing (bounded, incremental parser; reply encoders).
+//! - `commands`: what each command does.
+//! - here: accepting (with TLS when configured), the per-connection loop, and shutdown:
+//!   stop accepting, let each connection finish the command it is running, close.
+
+mod codec;
+mod commands;
+
+use crate::state::AppState;
+use codec::{FrameLimits, ProtocolError};
+use commands::{Next, Session};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most arguments in one command (`DEL` and `EXISTS` take many keys).
+const ARGS_MAX: usize = 4096;
+
+/// Accepts connections on `listener` until the server shuts down, then waits for the
+/// connections to finish their current command.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: AppState,
+) {
+    let mut shutdown = state.0.shutdown.clone();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "RESP accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let (state, acceptor) = (state.clone(), acceptor.clone());
+                connections.spawn(async move {
+                    let result = match acceptor {
+                        None => connection(stream, &state).await,
+                        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
+                            Ok(Ok(tls)) => connection(tls, &state).await,
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+                        },
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "RESP connection ended");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Completes once the server shuts down (the guard `wait_for` returns is dropped here: it
+/// must not live across an await of a task that moves between threads).
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn limits(state: &AppState) -> FrameLimits {
+    let l = &state.0.limits;
+    FrameLimits {
+        args_max: ARGS_MAX,
+        bulk_bytes_max: l
+            .value_bytes_max
+            .max(l.key_bytes_max)
+            .max(l.namespace_bytes_max),
+    }
+}
+
+/// Serves one connection: reads commands, runs them in order, writes the answers of all the
+/// commands a read brought in one write. Ends when the client closes, on a protocol error
+/// (answered first), on `QUIT`, or at shutdown between commands.
+async fn connection<S>(mut io: S, state: &AppState) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = limits(state);
+    let mut shutdown = state.0.shutdown.clone();
+    let mut session = Session::new(state);
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    let mut start = 0;
+    let mut out = Vec::with_capacity(256);
+    let mut ranges = Vec::new();
+    loop {
+        let mut next = Next::Continue;
+        while next == Next::Continue {
+            match codec::parse_command(&input[start..], &limits, &mut ranges) {
+                Ok(Some(n)) => {
+                    let args: Vec<&[u8]> = ranges
+                        .iter()
+                        .map(|r| &input[start + r.start..start + r.end])
+                        .collect();
+                    next = commands::run(&mut session, state, &args, &mut out).await;
+                    start += n;
+                }
+                Ok(None) => break,
+                Err(ProtocolError(message)) => {
+                    codec::error(&mut out, "ERR", &format!("Protocol error: {message}"));
+                    next = Next::Close;
+                }
+            }
+        }
+        if !out.is_empty() {
+            io.write_all(&out).await?;
+            out.clear();
+        }
+        let stopping = *shutdown.borrow();
+        if next == Next::Close || stopping {
+            return io.shutdown().await;
+        }
+        if start == input.len() {
+            input.clear();
+            start = 0;
+        } else if start > 0 && start >= input.len() / 2 {
+            input.drain(..start);
+            start = 0;
+        }
+        input.reserve(4096);
+        let read = tokio::select! {
+            r = io.read_buf(&mut input) => r?,
+            () = stopped(&mut shutdown) => return io.shutdown().await,
+        };
+        if read == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The RESP endpoint end to end, against the real binary: Redis commands and their answers,
+//! the same data as HTTP, authentication, bad and oversized input, pipelining, durability
+//! across SIGKILL, and a clean SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use support::{call, tempdir, Server};
+
+/// A RESP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+use Reply::{Array, Bulk, Error, Int, Simple};
+
+fn ok() -> Reply {
+    Simple("OK".into())
+}
+
+fn bulk(s: &str) -> Reply {
+    Bulk(Some(s.as_bytes().to_vec()))
+}
+
+struct Conn {
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn {
+            r: BufReader::new(s),
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.r.get_mut().write_all(bytes).unwrap();
+    }
+
+    fn send(&mut self, args: &[&[u8]]) {
+        self.send_raw(&encode(args));
+    }
+
+    fn cmd(&mut self, args: &[&str]) -> Reply {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        self.send(&a);
+        self.read()
+    }
+
+    fn read(&mut self) -> Reply {
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        let (tag, rest) = line.trim_end().split_at(1);
+        match tag {
+            "+" => Simple(rest.into()),
+            "-" => Error(rest.into()),
+            ":" => Int(rest.parse().unwrap()),
+            "$" => {
+                let n: i64 = rest.parse().unwrap();
+                if n < 0 {
+                    return Bulk(None);
+                }
+                let mut b = vec![0; n as usize + 2];
+                self.r.read_exact(&mut b).unwrap();
+                b.truncate(n as usize);
+                Bulk(Some(b))
+            }
+            "*" => {
+                let n: usize = rest.parse().unwrap();
+                Array((0..n).map(|_| self.read()).collect())
+            }
+            other => panic!("unexpected reply type {other:?} in {line:?}"),
+        }
+    }
+
+    /// True when the server closed the connection (reads end of stream).
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
+
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--resp-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let s = Server::start(dir, &args);
+    assert!(s.resp.is_some(), "no RESP address on stdout");
+    s
+}
+
+fn error_starts(r: &Reply, prefix: &str) -> bool {
+    matches!(r, Error(e) if e.starts_with(prefix))
+}
+
+#[test]
+fn redis_commands_answer_as_redis_does_and_share_the_http_data() {
+    let dir = tempdir();
+    let s = start(dir.path(), &[]);
+    let mut c = Conn::open(s.resp.unwrap());
+    assert_eq!(c.cmd(&["PING"]), Simple("PONG".into()));
+    assert_eq!(c.cmd(&["ping", "hi"]), bulk("hi"));
+    assert_eq!(c.cmd(&["CLIENT", "SETINFO", "lib-name", "x"]), ok());
+    assert_eq!(c.cmd(&["SELECT", "0"]), ok());
+    assert_eq!(c.cmd(&["GET", "k"]), Bulk(None));
+    assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v1"));
+    // NX holds only for an absent key, XX only for a live one; a miss is null.
+    assert_eq!(c.cmd(&["SET", "k", "v2", "NX"]), Bulk(None));
+    assert_eq!(c.cmd(&["SET", "new", "n", "nx"]), ok());
+    assert_eq!(c.cmd(&["SET", "gone", "g", "XX"]), Bulk(None));
+    assert_eq!(c.cmd(&["SET", "k", "v2", "XX"]), ok());
+    assert_eq!(c.cmd(&["GET", "gone"]), Bulk(None));
+    // The same data over HTTP, in the namespace `default`.
+    let r = call("GET", &s.url("/v1/ns/default/kv/k"), None, &[]);
+    assert_eq!((r.status, r.text()), (200, "v2".to_string()));
+    assert_eq!(r.header("x-walden-version"), Some("2"));
+    // WALDEN.SET answers [lsn, version] and checks versions.
+    let Array(a) = c.cmd(&["WALDEN.SET", "k", "v3"]) else {
+        panic!("WALDEN.SET did not answer an array")
+    };
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[1], Int(3));
+    let Int(lsn) = a[0] else { panic!("no LSN") };
+    assert_eq!(
+        r_header(&s, "k", "x-walden-lsn"),
+        lsn.to_string(),
+        "the LSN answered is the commit's"
+    );
+    let stale = c.cmd(&["WALDEN.SET", "k", "v4", "IFVERSION", "2"]);
+    assert!(error_starts(&stale, "CONFLICT"), "{stale:?}");
+    assert!(
+        matches!(&stale, Error(e) if e.contains("current version is 3")),
+        "{stale:?}"
+    );
+    assert!(matches!(
+        c.cmd(&["WALDEN.SET", "k", "v4", "IFVERSION", "3"]),
+        Array(_)
+    ));
+    assert!(error_starts(
+        &c.cmd(&["WALDEN.SET", "k", "x", "IFABSENT"]),
+        "CONFLICT"
+    ));
+    assert!(matches!(
+        c.cmd(&["WALDEN.SET", "other", "o", "IFABSENT"]),
+        Array(_)
+    ));
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v4"));
+    // EXISTS counts live keys; DEL deletes live ones and counts them.
+    assert_eq!(c.cmd(&["EXISTS", "k", "new", "gone", "k"]), Int(3));
+    assert_eq!(c.cmd(&["DEL", "k", "gone", "new"]), Int(2));
+    assert_eq!(c.cmd(&["DEL", "k"]), Int(0));
+    assert_eq!(c.cmd(&["GET", "k"]), Bulk(None));
+    assert_eq!(
+        call("GET", &s.url("/v1/ns/default/kv/k"), None, &[]).status,
+        404
+    );
+    // Namespaces: keys of one are not keys of another.
+    assert_eq!(c.cmd(&["NAMESPACE"]), bulk("default"));
+    assert_eq!(c.cmd(&["NAMESPACE", "agents"]), ok());
+    assert_eq!(c.cmd(&["GET", "other"]), Bulk(None));
+    assert_eq!(c.cmd(&["SET", "task-1", "plan"]), ok());
+    let r = call("GET", &s.url("/v1/ns/agents/kv/task-1"), None, &[]);
+    assert_eq!((r.status, r.text()), (200, "plan".to_string()));
+    assert_eq!(c.cmd(&["QUIT"]), ok());
+    assert!(c.closed());
+}
+
+fn r_header(s: &Server, key: &str, name: &str) -> String {
+    let r = call(
+        "GET",
+        &s.url(&format!("/v1/ns/default/kv/{key}")),
+        None,
+        &[],
+    );
+    r.header(name).unwrap().to_string()
+}
+
+#[test]
+fn bad_commands_get_errors_and_store_nothing() {
+    let dir = tempdir();
+    let s = start(
+        dir.path(),
+        &[
+            "--max-key-bytes",
+            "8",
+            "--max-value-bytes",
+            "64",
+            "--max-namespace-bytes",
+            "32",
+        ],
+    );
+    let mut c = Conn::open(s.resp.unwrap());
+    for (args, want) in [
+        (&["NOSUCH", "x"][..], "ERR unknown command 'NOSUCH'"),
+        (&["SET", "k"], "ERR wrong number of arguments for 'set'"),
+        (
+            &["SET", "k", "v", "EX", "10"],
+            "ERR SET takes at most one option",
+        ),
+        (
+            &["SET", "k", "v", "KEEPTTL"],
+            "ERR SET option 'KEEPTTL' is not supported",
+        ),
+        (
+            &["SET", "much-too-long-key", "v"],
+            "ERR key of 17 bytes exceeds the limit of 8",
+        ),
+        (
+            &["WALDEN.SET", "k", "v", "IFVERSION", "x"],
+            "ERR IFVERSION needs a version number",
+        ),
+        (&["SELECT", "1"], "ERR walden has one database"),
+        (&["NAMESPACE", ""], "ERR the namespace must not be empty"),
+        (
+            &["AUTH", "secret"],
+            "ERR AUTH called, but this server has no token",
+        ),
+    ] {
+        let r = c.cmd(args);
+        assert!(
+            error_starts(&r, want),
+            "{args:?} answered {r:?}, wanted {want}"
+        );
+    }
+    // The connection still works after command errors, and nothing was stored.
+    assert_eq!(c.cmd(&["EXISTS", "k", "much-too-long-key"]), Int(0));
+    let r = call("GET", &s.url("/v1/ns/default/scan"), None, &[]);
+    assert_eq!(r.json()["count"], 0, "{}", r.text());
+    // A value over --max-value-bytes is refused from its length line, before its body is
+    // sent, and the connection closes: after bad framing nothing later can be trusted.
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$65\r\n");
+    let r = c.read();
+    assert!(
+        error_starts(
+            &r,
+            "ERR Protocol error: a bulk string of 65 bytes exceeds the limit of 64"
+        ),
+        "{r:?}"
+    );
+    assert!(c.closed());
+    // Garbage, inline commands, a null argument: protocol errors, connection closed.
+    for garbage in [
+        &b"GARBAGE\r\n"[..],
+        b"*1\r\n$-1\r\n",
+        b"*2\r\n:1\r\n",
+        b"*1\r\n$x\r\n",
+    ] {
+        let mut c = Conn::open(s.resp.unwrap());
+        c.send_raw(garbage);
+        let r = c.read();
+        assert!(error_starts(&r, "ERR Protocol error"), "{garbage:?}: {r:?}");
+        assert!(c.closed(), "{garbage:?}: the connection stayed open");
+    }
+    // The server is fine, and still holds nothing.
+    let mut c = Conn::open(s.resp.unwrap());
+    assert_eq!(c.cmd(&["PING"]), Simple("PONG".into()));
+    assert_eq!(
+        call("GET", &s.url("/v1/ns/default/scan"), None, &[]).json()["count"],
+        0
+    );
+}
+
+#[test]
+fn a_server_with_a_token_answers_nothing_but_auth_before_it() {
+    let dir = tempdir();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let data = dir.path().join("data");
+    let s = start(&data, &["--token-file", token_file.to_str().unwrap()]);
+    let mut c = Conn::open(s.resp.unwrap());
+    assert!(error_starts(&c.cmd(&["SET", "k", "v"]), "NOAUTH"));
+    assert!(error_starts(&c.cmd(&["GET", "k"]), "NOAUTH"));
+    assert!(error_starts(&c.cmd(&["PING"]), "NOAUTH"));
+    assert!(error_starts(&c.cmd(&["AUTH", "wrong"]), "WRONGPASS"));
+    assert!(error_starts(&c.cmd(&["SET", "k", "v"]), "NOAUTH"));
+    assert_eq!(c.cmd(&["AUTH", "s3cret-token"]), ok());
+    assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
+    // Redis 6's two-argument form; a wrong token logs the connection out again.
+    let mut c2 = Conn::open(s.resp.unwrap());
+    assert_eq!(c2.cmd(&["AUTH", "default", "s3cret-token"]), ok());
+    assert_eq!(c2.cmd(&["GET", "k"]), bulk("v"));
+    assert!(error_starts(&c2.cmd(&["AUTH", "nope"]), "WRONGPASS"));
+    assert!(error_starts(&c2.cmd(&["GET", "k"]), "NOAUTH"));
+}
+
+#[test]
+fn pipelined_commands_answer_in_order() {
+    let dir = tempdir();
+    let s = start(dir.path(), &[]);
+    let mut c = Conn::open(s.resp.unwrap());
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        batch.extend(encode(&[
+            b"SET",
+            format!("p{i}").as_bytes(),
+            format!("{i}").as_bytes(),
+        ]));
+        batch.extend(encode(&[b"GET", format!("p{i}").as_bytes()]));
+    }
+    batch.extend(encode(&[b"DEL", b"p0", b"p1"]));
+    // Split anywhere: the server must reassemble commands across reads.
+    for chunk in batch.chunks(7) {
+        c.send_raw(chunk);
+    }
+    for i in 0..50 {
+        assert_eq!(c.read(), ok(), "SET p{i}");
+        assert_eq!(c.read(), bulk(&i.to_string()), "GET p{i}");
+    }
+    assert_eq!(c.read(), Int(2));
+}
+
+#[test]
+fn acknowledged_sets_survive_sigkill_and_sigterm_exits_cleanly() {
+    let dir = tempdir();
+    let s = start(dir.path(), &[]);
+    let addr = s.resp.unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut c = Conn::open(addr);
+                (0..200)
+                    .map(|i| {
+                        let key = format!("w{w}-{i}");
+                        assert_eq!(c.cmd(&["SET", &key, &format!("value {i}")]), ok());
+                        key
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    s.kill();
+    let s = start(dir.path(), &[]);
+    let mut c = Conn::open(s.resp.unwrap());
+    for key in &acked {
+        let i = key.rsplit('-').next().unwrap();
+        assert_eq!(
+            c.cmd(&["GET", key]),
+            bulk(&format!("value {i}")),
+            "{key} lost"
+        );
+    }
+    // SIGTERM with a connection open: the server closes it and exits 0.
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(c.closed(), "the connection was not closed at shutdown");
+}
