@@ -700,11 +700,15 @@ pub(crate) fn w7(
             .with_context(|| format!("W7 walden, {clients} clients"))?;
             progress(w, rep, plan.reps, &m);
             w.samples.push(m);
-            for (cell, wire, addr) in [
+            // The RESP endpoint and the peers take turns at going first (repetition by
+            // repetition), so that none always runs right after walden's HTTP round.
+            let mut order = [
                 (wr, Wire::Resp, Some(walden.resp)),
                 (r, Wire::Resp, redis.as_ref().ok().map(|x| x.addr)),
                 (p, Wire::Postgres, pg.as_ref().ok().map(|x| x.addr)),
-            ] {
+            ];
+            order.rotate_left(rep as usize % 3);
+            for (cell, wire, addr) in order {
                 let Some(addr) = addr else { continue };
                 if cell.failure.is_some() {
                     continue;

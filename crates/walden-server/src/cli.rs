@@ -123,10 +123,6 @@ pub struct ClientArgs {
     /// The server's URL.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7070")]
     pub server: String,
-    /// Also serve the RESP endpoint (Redis protocol: SET, GET, DEL, EXISTS, WALDEN.SET...)
-    /// on this address; off when not given. Same token (AUTH) and TLS as HTTP.
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
-    pub resp_listen: Option<SocketAddr>,
     /// File holding the bearer token (else the WALDEN_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,

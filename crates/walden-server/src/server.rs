@@ -214,8 +214,19 @@ pub async fn serve(
         out.flush().context("stdout")?;
     }
     tracing::info!(address = %local, tls = tls.is_some(), auth = config.token.is_some(), "listening");
-    let resp = resp_listener
-        .map(|l| tokio::spawn(crate::resp::serve(l, tls.clone(), app.state().clone())));
+    let resp = resp_listener.map(|l| {
+        // Its own TLS configuration: the HTTP one advertises ALPN http/1.1.
+        let tls = tls.as_ref().map(|c| {
+            let mut c = rustls::ServerConfig::clone(c);
+            c.alpn_protocols.clear();
+            Arc::new(c)
+        });
+        AbortOnDrop(tokio::spawn(crate::resp::serve(
+            l,
+            tls,
+            app.state().clone(),
+        )))
+    });
     let (fired_tx, mut fired) = watch::channel(false);
     let stop = app.stop.clone();
     let signal = async move {
@@ -242,9 +253,10 @@ pub async fn serve(
                     .await
             }
         };
-        if let Some(resp) = resp {
-            // Ends once shutdown fired and its connections finished their commands.
-            if let Err(e) = resp.await {
+        if let Some(mut resp) = resp {
+            // Ends once shutdown fired and its connections finished their commands; if the
+            // drain timeout strikes first, dropping this future aborts it and them.
+            if let Err(e) = (&mut resp.0).await {
                 tracing::error!(error = %e, "the RESP endpoint failed");
             }
         }
@@ -267,6 +279,16 @@ pub async fn serve(
         .context("close task")??;
     tracing::info!("stopped cleanly: log synced");
     Ok(())
+}
+
+/// A task aborted when its handle is dropped (the RESP endpoint, when the drain timeout
+/// ends serving): a detached task would keep the store open past `App::close`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

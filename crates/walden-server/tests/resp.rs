@@ -38,6 +38,8 @@ impl Conn {
     fn open(addr: SocketAddr) -> Conn {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // Small writes leave at once: tests that split a command really split it.
+        s.set_nodelay(true).unwrap();
         Conn {
             r: BufReader::new(s),
         }
@@ -363,8 +365,116 @@ fn acknowledged_sets_survive_sigkill_and_sigterm_exits_cleanly() {
             "{key} lost"
         );
     }
-    // SIGTERM with a connection open: the server closes it and exits 0.
+    drop(s);
+    // SIGTERM with a connection open: the server closes it at once and exits 0, well
+    // before its (long) drain timeout.
+    let s = start(dir.path(), &["--shutdown-timeout-secs", "120"]);
+    let mut c = Conn::open(s.resp.unwrap());
+    assert_eq!(c.cmd(&["PING"]), Simple("PONG".into()));
+    let asked = std::time::Instant::now();
     let status = s.terminate();
     assert!(status.success(), "exit status {status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "shutdown waited {:?} for an idle RESP connection",
+        asked.elapsed()
+    );
     assert!(c.closed(), "the connection was not closed at shutdown");
+}
+
+#[test]
+fn limits_hold_before_and_after_auth() {
+    let dir = tempdir();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "tok").unwrap();
+    let s = start(
+        &dir.path().join("data"),
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    let addr = s.resp.unwrap();
+    // QUIT needs no token.
+    let mut c = Conn::open(addr);
+    assert_eq!(c.cmd(&["QUIT"]), ok());
+    assert!(c.closed());
+    // Before AUTH a stranger may send only small commands: 2 KiB is refused from its
+    // length line, and so are four arguments.
+    let mut c = Conn::open(addr);
+    c.send_raw(b"*2\r\n$3\r\nGET\r\n$2048\r\n");
+    assert!(error_starts(
+        &c.read(),
+        "ERR Protocol error: a bulk string of 2048 bytes"
+    ));
+    assert!(c.closed());
+    let mut c = Conn::open(addr);
+    c.send_raw(b"*4\r\n");
+    assert!(error_starts(
+        &c.read(),
+        "ERR Protocol error: 4 arguments exceed the limit of 3"
+    ));
+    assert!(c.closed());
+    // After AUTH: at most 4096 arguments.
+    let mut c = Conn::open(addr);
+    assert_eq!(c.cmd(&["AUTH", "tok"]), ok());
+    c.send_raw(b"*4097\r\n");
+    assert!(error_starts(
+        &c.read(),
+        "ERR Protocol error: 4097 arguments exceed"
+    ));
+    assert!(c.closed());
+}
+
+#[test]
+fn large_values_and_deletes_take_the_blocking_path_and_errors_end_pipelines_in_order() {
+    let dir = tempdir();
+    let s = start(dir.path(), &[]);
+    let mut c = Conn::open(s.resp.unwrap());
+    // A 300 KiB value (above the inline commit size), sent in small pieces.
+    let big: Vec<u8> = (0..300 << 10).map(|i| (i % 251) as u8).collect();
+    let cmd = encode(&[b"SET", b"big", &big]);
+    for piece in cmd.chunks(1000) {
+        c.send_raw(piece);
+    }
+    assert_eq!(c.read(), ok());
+    assert_eq!(c.cmd(&["GET", "big"]), Bulk(Some(big)));
+    // DEL of many long keys (above the inline commit size in all), a key named twice
+    // counted once, a missing key not counted.
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("{i:04}{}", "k".repeat(4000)))
+        .collect();
+    for k in &keys {
+        assert_eq!(c.cmd(&["SET", k, "v"]), ok());
+    }
+    let mut del: Vec<&str> = vec!["DEL"];
+    del.extend(keys.iter().map(String::as_str));
+    del.extend([keys[0].as_str(), "missing"]);
+    assert_eq!(c.cmd(&del), Int(40));
+    assert_eq!(c.cmd(&["EXISTS", &keys[0], &keys[39]]), Int(0));
+    assert_eq!(c.cmd(&["SET", "x", "1"]), ok());
+    assert_eq!(c.cmd(&["DEL", "x", "x"]), Int(1));
+    // Valid commands, then garbage, in one write: the valid ones are answered in order,
+    // then the protocol error, then the connection closes.
+    let mut batch = encode(&[b"SET", b"a", b"1"]);
+    batch.extend(encode(&[b"GET", b"a"]));
+    batch.extend_from_slice(b"*1\r\n:oops\r\n");
+    batch.extend(encode(&[b"SET", b"after", b"1"]));
+    c.send_raw(&batch);
+    assert_eq!(c.read(), ok());
+    assert_eq!(c.read(), bulk("1"));
+    assert!(error_starts(&c.read(), "ERR Protocol error"));
+    assert!(c.closed());
+    let mut c = Conn::open(s.resp.unwrap());
+    assert_eq!(
+        c.cmd(&["EXISTS", "after"]),
+        Int(0),
+        "a command after the error ran"
+    );
+    // The commands are in the metrics, by command and outcome.
+    let metrics = call("GET", &s.url("/metrics"), None, &[]).text();
+    for series in [
+        r#"route="resp",method="SET",status="200""#,
+        r#"route="resp",method="DEL",status="200""#,
+        r#"route="resp",method="GET",status="200""#,
+    ] {
+        assert!(metrics.contains(series), "no {series} in /metrics");
+    }
 }

@@ -1,9 +1,9 @@
 //! RESP2 framing, written by hand: a command is an array of bulk strings
 //! (`*N\r\n$LEN\r\nBYTES\r\n...`), which is what every Redis client sends; replies are the
 //! five RESP2 types. The parser is incremental (a command split across reads parses once
-//! its last byte arrived) and bounded: the argument count and each bulk length are checked
-//! against the limits as soon as their headers are read, so a client cannot make the server
-//! buffer more than one legal command. Hand-written because the framing is a few dozen lines
+//! its last byte arrived) and bounded: the argument count, each bulk length and the
+//! command's running size are checked against the limits as soon as their headers are
+//! read, so a client cannot make the server buffer more than `command_bytes_max`. Hand-written because the framing is a few dozen lines
 //! and the crates that offer it (redis-protocol, resp) bring a frame type per argument and
 //! their own buffer types, which the hot path would then convert.
 
@@ -16,6 +16,9 @@ pub(crate) struct FrameLimits {
     pub args_max: usize,
     /// Largest bulk string, in bytes.
     pub bulk_bytes_max: usize,
+    /// Largest whole command (headers included), in bytes: what one connection may make
+    /// the server buffer.
+    pub command_bytes_max: usize,
 }
 
 /// Input that is not a RESP command, or that exceeds a limit. The connection answers it
@@ -53,7 +56,7 @@ pub(crate) fn parse_command(
             "a command needs at least one argument, got an array of {count}"
         )));
     }
-    let count = count as usize;
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
     if count > limits.args_max {
         return Err(ProtocolError(format!(
             "{count} arguments exceed the limit of {}",
@@ -78,14 +81,20 @@ pub(crate) fn parse_command(
                 "a null bulk string is not an argument".into(),
             ));
         }
-        let len = len as usize;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > limits.bulk_bytes_max {
             return Err(ProtocolError(format!(
-                "a bulk string of {len} bytes exceeds the limit of {} bytes (--max-value-bytes)",
+                "a bulk string of {len} bytes exceeds the limit of {} bytes",
                 limits.bulk_bytes_max
             )));
         }
-        let end = body + len;
+        let end = body.saturating_add(len);
+        if end.saturating_add(2) > limits.command_bytes_max {
+            return Err(ProtocolError(format!(
+                "the command exceeds the limit of {} bytes",
+                limits.command_bytes_max
+            )));
+        }
         if buf.len() < end + 2 {
             return Ok(None);
         }
@@ -110,7 +119,8 @@ fn header(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, ProtocolError> 
         }
         return Ok(None);
     };
-    let Some(&lf) = window.get(cr + 1) else {
+    // The LF may lie just past the window: look for it in the whole input.
+    let Some(&lf) = rest.get(cr + 1) else {
         return Ok(None);
     };
     if lf != b'\n' {
@@ -202,6 +212,7 @@ mod tests {
     const LIMITS: FrameLimits = FrameLimits {
         args_max: 8,
         bulk_bytes_max: 64,
+        command_bytes_max: 300,
     };
 
     /// A whole command: its length and its arguments.
@@ -251,8 +262,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_command_over_the_size_limit_is_refused_at_the_header_that_crosses_it() {
+        // Five arguments of 60 bytes: each within the bulk limit, the whole over 300.
+        let mut cmd = b"*5\r\n".to_vec();
+        for _ in 0..4 {
+            cmd.extend_from_slice(b"$60\r\n");
+            cmd.extend_from_slice(&[b'x'; 60]);
+            cmd.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(parse(&cmd).unwrap(), None, "four arguments fit");
+        cmd.extend_from_slice(b"$60\r\n");
+        let e = parse(&cmd).unwrap_err();
+        assert!(e.0.contains("exceeds the limit of 300 bytes"), "{e:?}");
+    }
+
+    #[test]
+    fn a_length_line_ending_at_the_window_edge_parses() {
+        // 23 characters before CR: the CR is the window's last byte, its LF just past it.
+        let mut cmd = b"*00000000000000000000001\r\n$4\r\nPING\r\n".to_vec();
+        assert_eq!(parse(&cmd).unwrap().unwrap().1, vec![b"PING".to_vec()]);
+        // A line one character longer is refused, not waited on.
+        cmd.insert(1, b'0');
+        assert!(parse(&cmd).is_err());
+        assert!(parse(b"*000000000000000000000000").is_err());
+    }
+
     fn arb_args() -> impl Strategy<Value = Vec<Vec<u8>>> {
-        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8)
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..5)
     }
 
     proptest! {
@@ -262,6 +299,32 @@ mod tests {
             if let Ok(Some((n, args))) = parse(&bytes) {
                 prop_assert!(n <= bytes.len());
                 prop_assert!(!args.is_empty());
+            }
+        }
+
+        /// Valid commands with bytes overwritten or cut off: parsing returns (no panic), an
+        /// answer never claims more bytes than there are, and a prefix of a valid command
+        /// never errs.
+        #[test]
+        fn mutated_commands_never_panic(
+            args in arb_args(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let mut buf = Vec::new();
+            encode_command(&mut buf, &refs);
+            if buf.len() <= LIMITS.command_bytes_max {
+                let prefix = &buf[..cut.index(buf.len())];
+                prop_assert!(parse(prefix).is_ok());
+            }
+            for (at, byte) in edits {
+                let i = at.index(buf.len());
+                buf[i] = byte;
+            }
+            let cut = cut.index(buf.len() + 1);
+            if let Ok(Some((n, _))) = parse(&buf[..cut]) {
+                prop_assert!(n <= cut);
             }
         }
 

@@ -16,12 +16,12 @@
 
 use super::codec;
 use crate::error::ApiError;
-use crate::routes::kv::commit;
+use crate::routes::kv::{commit, settle_refusal, INLINE_COMMIT_BYTES_MAX};
 use crate::routes::{check_key, check_ns, check_value};
 use crate::state::AppState;
 use axum::http::StatusCode;
 use std::time::Instant;
-use walden_store::{Error as StoreError, Precondition};
+use walden_store::{Error as StoreError, PendingCommit, Precondition, Store};
 
 /// The namespace a connection starts in.
 pub(crate) const DEFAULT_NAMESPACE: &[u8] = b"default";
@@ -39,6 +39,11 @@ impl Session {
             authenticated: state.0.token.is_none(),
             namespace: DEFAULT_NAMESPACE.to_vec(),
         }
+    }
+
+    /// The token was given (or the server has none).
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
     }
 }
 
@@ -158,7 +163,7 @@ async fn dispatch(
         walden_set(session, state, args, out).await?;
     } else if is("GET") {
         arity(name, args, 1, 1)?;
-        check_key(state, args[0])?;
+        // A key over the limit cannot exist: null, as Redis answers a missing key.
         match state.store().get(&session.namespace, args[0]) {
             Some(v) => codec::bulk(out, &v.value),
             None => codec::null(out),
@@ -326,31 +331,81 @@ async fn walden_set(
 
 /// `DEL`: each live key deleted by its own commit fenced by `Present` (a racing delete makes
 /// it count once), the commits logged back to back and awaited once: the last one's
-/// durability covers the earlier ones (the log is synced in order).
+/// durability covers the earlier ones (the log is synced in order). Not atomic: if the
+/// storage fails midway, the deletes logged before the failure still become durable (a sync
+/// is asked for them) although the answer is an error. Keys above
+/// [`INLINE_COMMIT_BYTES_MAX`] in all are deleted on the blocking pool, as large HTTP writes
+/// are.
 async fn delete(session: &Session, state: &AppState, keys: &[&[u8]]) -> Result<i64, ApiError> {
     for k in keys {
         check_key(state, k)?;
     }
+    let ns = session.namespace.clone();
+    let bytes: usize = keys.iter().map(|k| k.len() + ns.len()).sum();
+    if bytes > INLINE_COMMIT_BYTES_MAX {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        return state
+            .blocking(move |store| {
+                let (deleted, last, failed) = log_deletes(store, &ns, &keys);
+                // Absent keys may be absent by deletes not yet durable: sync everything
+                // logged so far before answering, as a refusal does.
+                let synced = match (&failed, last) {
+                    (None, Some(pending)) if deleted == keys.len() as i64 => {
+                        pending.wait().map(|_| ())
+                    }
+                    _ => store.sync().map(|_| ()),
+                };
+                match failed {
+                    Some(e) => Err(e),
+                    None => synced.map(|_| deleted).map_err(ApiError::from),
+                }
+            })
+            .await;
+    }
     let store = state.store();
-    let ns = &session.namespace;
+    let (deleted, last, failed) = log_deletes(store, &ns, keys);
+    if let Some(e) = failed {
+        if last.is_some() {
+            state.0.syncer.request();
+        }
+        return Err(e);
+    }
+    match last {
+        Some(pending) if deleted == keys.len() as i64 => {
+            state.0.syncer.request();
+            pending.durable().await?;
+        }
+        // Some keys were absent, perhaps by deletes not yet durable: wait for everything
+        // logged so far (this command's deletes included), as a refusal does.
+        _ => settle_refusal(state).await?,
+    }
+    Ok(deleted)
+}
+
+/// Logs a fenced delete per key until one fails for another reason than the key being
+/// absent: how many were logged, the last one's pending commit, the failure.
+fn log_deletes<'s, K: AsRef<[u8]>>(
+    store: &'s Store,
+    ns: &[u8],
+    keys: &[K],
+) -> (i64, Option<PendingCommit<'s>>, Option<ApiError>) {
     let mut deleted = 0;
     let mut last = None;
     for key in keys {
+        let key = key.as_ref();
         let mut tx = store.begin();
-        tx.require(ns, key, Precondition::Present)?;
-        tx.delete(ns, key)?;
-        match tx.commit_deferred() {
+        let logged = tx
+            .require(ns, key, Precondition::Present)
+            .and_then(|()| tx.delete(ns, key))
+            .and_then(|()| tx.commit_deferred());
+        match logged {
             Ok(pending) => {
                 deleted += 1;
                 last = Some(pending);
             }
             Err(StoreError::PreconditionFailed { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return (deleted, last, Some(e.into())),
         }
     }
-    if let Some(pending) = last {
-        state.0.syncer.request();
-        pending.durable().await?;
-    }
-    Ok(deleted)
+    (deleted, last, None)
 }

@@ -78,16 +78,38 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// What an authenticated connection may send: an argument as large as the largest of the
+/// value, key and namespace limits; a command as large as one value with its key and
+/// namespace, or as a JSON transaction body (`--max-body-bytes`, for `DEL` and `EXISTS`
+/// of many keys), whichever is larger.
 fn limits(state: &AppState) -> FrameLimits {
     let l = &state.0.limits;
+    let one_write = l.value_bytes_max + l.key_bytes_max + l.namespace_bytes_max + 4096;
     FrameLimits {
         args_max: ARGS_MAX,
         bulk_bytes_max: l
             .value_bytes_max
             .max(l.key_bytes_max)
             .max(l.namespace_bytes_max),
+        command_bytes_max: one_write.max(l.body_bytes_max),
     }
 }
+
+/// What a connection that has not authenticated yet may send: `AUTH [user] token` and
+/// nothing larger, so that a stranger cannot make the server buffer megabytes.
+const BEFORE_AUTH: FrameLimits = FrameLimits {
+    args_max: 3,
+    bulk_bytes_max: 1024,
+    command_bytes_max: 4096,
+};
+
+/// Answers are written out once this many bytes are pending, even mid-batch: a pipeline of
+/// large GETs must not pile its answers up in memory, and a client that does not read then
+/// slows only itself.
+const OUT_FLUSH_BYTES: usize = 64 << 10;
+
+/// Buffers above this size are given back to the allocator once empty.
+const BUFFER_KEEP_BYTES: usize = 64 << 10;
 
 /// Serves one connection: reads commands, runs them in order, writes the answers of all the
 /// commands a read brought in one write. Ends when the client closes, on a protocol error
@@ -96,7 +118,7 @@ async fn connection<S>(mut io: S, state: &AppState) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limits = limits(state);
+    let authenticated_limits = limits(state);
     let mut shutdown = state.0.shutdown.clone();
     let mut session = Session::new(state);
     let mut input: Vec<u8> = Vec::with_capacity(4096);
@@ -105,8 +127,14 @@ where
     let mut ranges = Vec::new();
     loop {
         let mut next = Next::Continue;
-        while next == Next::Continue {
-            match codec::parse_command(&input[start..], &limits, &mut ranges) {
+        // Every whole command the input holds, in order; shutdown stops before the next.
+        while next == Next::Continue && !*shutdown.borrow() {
+            let limits = if session.authenticated() {
+                &authenticated_limits
+            } else {
+                &BEFORE_AUTH
+            };
+            match codec::parse_command(&input[start..], limits, &mut ranges) {
                 Ok(Some(n)) => {
                     let args: Vec<&[u8]> = ranges
                         .iter()
@@ -114,6 +142,10 @@ where
                         .collect();
                     next = commands::run(&mut session, state, &args, &mut out).await;
                     start += n;
+                    if out.len() >= OUT_FLUSH_BYTES {
+                        io.write_all(&out).await?;
+                        out.clear();
+                    }
                 }
                 Ok(None) => break,
                 Err(ProtocolError(message)) => {
@@ -133,6 +165,12 @@ where
         if start == input.len() {
             input.clear();
             start = 0;
+            if input.capacity() > BUFFER_KEEP_BYTES {
+                input.shrink_to(4096);
+            }
+            if out.capacity() > BUFFER_KEEP_BYTES {
+                out.shrink_to(256);
+            }
         } else if start > 0 && start >= input.len() / 2 {
             input.drain(..start);
             start = 0;

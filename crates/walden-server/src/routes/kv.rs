@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
+use walden_log::Lsn;
 use walden_store::{CommitInfo, Precondition, Store, Transaction};
 
 /// Response header: the value's version.
@@ -50,11 +51,26 @@ pub(crate) async fn commit<B>(
 where
     B: FnOnce(&mut Transaction<'_>) -> walden_store::Result<()> + Send + 'static,
 {
-    if payload_bytes > INLINE_COMMIT_BYTES_MAX {
-        return state
+    let result = if payload_bytes > INLINE_COMMIT_BYTES_MAX {
+        state
             .blocking(move |store| commit_blocking(store, build))
-            .await;
+            .await
+    } else {
+        commit_inline(state, build).await
+    };
+    match result {
+        Err(e) if is_refusal(&e) => {
+            settle_refusal(state).await?;
+            Err(e)
+        }
+        other => other,
     }
+}
+
+async fn commit_inline<B>(state: &AppState, build: B) -> ApiResult<CommitInfo>
+where
+    B: FnOnce(&mut Transaction<'_>) -> walden_store::Result<()>,
+{
     let store = state.store();
     let mut tx = store.begin();
     build(&mut tx)?;
@@ -62,6 +78,29 @@ where
     // Asked after the commit is logged, so the sync it starts covers it.
     state.0.syncer.request();
     pending.durable().await.map_err(ApiError::from)
+}
+
+/// A commit the store refused for what other commits wrote: a failed precondition or a
+/// write-write conflict.
+pub(crate) fn is_refusal(e: &ApiError) -> bool {
+    matches!(e.code, "precondition_failed" | "conflict")
+}
+
+/// Waits until everything logged so far is durable. A refusal is checked against the
+/// latest applied state, which may hold commits not yet durable (their writers are still
+/// waiting); answering it at once would let a client act on a write that a crash can still
+/// undo (claim lost to a write that then vanished). Called before answering a refusal, so
+/// that the state that refused is durable first: usually one shared sync.
+pub(crate) async fn settle_refusal(state: &AppState) -> ApiResult<()> {
+    let wal = state.store().wal();
+    let seen = Lsn(wal.next_lsn().get().saturating_sub(1));
+    if wal.durable_lsn() < seen {
+        state.0.syncer.request();
+        wal.durable_at_least(seen)
+            .await
+            .map_err(|e| ApiError::from(walden_store::Error::Log(e)))?;
+    }
+    Ok(())
 }
 
 /// Commits the transaction `build` makes. Blocking: returns once the commit is durable.
@@ -210,10 +249,44 @@ pub async fn history(State(state): State<AppState>, uri: Uri) -> ApiResult {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{json_ok, written};
+    use super::{commit, json_ok, written};
     use serde_json::json;
     use walden_log::Lsn;
-    use walden_store::CommitInfo;
+    use walden_store::{CommitInfo, Precondition};
+
+    /// A refusal waits until the state that refused it is durable: a claim (`if_absent`)
+    /// lost to a commit that is logged but not yet durable is answered only once that
+    /// commit is durable, so a crash cannot undo the write the client was told about.
+    #[test]
+    fn a_refusal_is_answered_only_once_the_state_that_refused_it_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = crate::App::open(&crate::ServeConfig::new(dir.path())).unwrap();
+        let state = app.state().clone();
+        let store = state.store().clone();
+        let mut tx = store.begin();
+        tx.put(b"ns", b"k", b"first").unwrap();
+        // Logged and applied; no sync asked for, so not durable.
+        let pending = tx.commit_deferred().unwrap();
+        let lsn = pending.lsn();
+        assert!(store.wal().durable_lsn() < lsn);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refused = rt.block_on(commit(&state, 16, |tx| {
+            tx.require(b"ns", b"k", Precondition::Absent)?;
+            tx.put(b"ns", b"k", b"second")
+        }));
+        let e = refused.unwrap_err();
+        assert_eq!(e.code, "precondition_failed");
+        assert!(
+            store.wal().durable_lsn() >= lsn,
+            "refused before the refusing commit was durable"
+        );
+        drop(pending);
+        drop((store, state));
+        app.close().unwrap();
+    }
 
     #[test]
     fn the_write_answer_is_the_json_a_value_would_give() {
