@@ -85,7 +85,7 @@ pub(crate) fn write(
     dir: &Path,
     state: &State,
     meta: CheckpointMeta,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, u64)> {
     let tmp = dir.join(TMP_NAME);
     let _ = storage.remove(&tmp);
     let file = storage
@@ -123,6 +123,7 @@ pub(crate) fn write(
     let mut end = [0u8; 8];
     end[4..].copy_from_slice(&crc32c::crc32c(&block_crcs).to_le_bytes());
     put(&end)?;
+    let bytes = at;
     file.write_all_at(&encode_header(meta, entries), 0)
         .map_err(|e| io("write", &tmp, e))?;
     file.sync_data().map_err(|e| io("fdatasync", &tmp, e))?;
@@ -133,7 +134,7 @@ pub(crate) fn write(
     storage
         .sync_dir(dir)
         .map_err(|e| io("fsync directory", dir, e))?;
-    Ok(path)
+    Ok((path, bytes))
 }
 
 fn flush_block(put: &mut impl FnMut(&[u8]) -> Result<()>, block: &mut Vec<u8>) -> Result<u32> {

@@ -52,8 +52,12 @@ pub struct StoreOptions {
     /// Commit durability (default `Sync`: durable before `commit` returns). With `Buffered`,
     /// a commit is visible at once and reaches disk with the next sync: a crash may lose it.
     pub durability: Durability,
-    /// Take a checkpoint once this many log bytes were appended since the last (default
-    /// 64 MiB; 0: never by size).
+    /// Take a checkpoint once this many log bytes were appended since the last, or as many
+    /// as the last checkpoint's size if that is more (default 64 MiB; 0: never by size).
+    /// The second bound keeps a large state from being rewritten whole for every few MiB
+    /// of log: checkpoints then write at most about as many bytes as the log does, and
+    /// recovery still reads at most about two checkpoints' worth (one checkpoint and the log
+    /// after it).
     pub checkpoint_every_bytes: u64,
     /// Take a checkpoint at least this often while anything changes (default 5 minutes).
     pub checkpoint_every: Option<Duration>,
@@ -231,7 +235,9 @@ pub(crate) struct StoreInner {
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
     checkpointing: Mutex<VecDeque<CheckpointMeta>>,
-    last_checkpoint: Mutex<(Instant, u64)>,
+    /// When the last checkpoint was taken, the log's appended bytes then, and its size in
+    /// bytes (0 until this process takes one).
+    last_checkpoint: Mutex<LastCheckpoint>,
     last_checkpoint_error: Mutex<Option<String>>,
     closed: AtomicBool,
     report: StoreRecoveryReport,
@@ -354,7 +360,11 @@ impl Store {
             visible: RwLock::new(state),
             next_txn_id: AtomicU64::new(recovered.next_txn_id),
             checkpointing: Mutex::new(recovered.kept_checkpoints.into_iter().collect()),
-            last_checkpoint: Mutex::new((Instant::now(), bytes_now)),
+            last_checkpoint: Mutex::new(LastCheckpoint {
+                at: Instant::now(),
+                log_bytes: bytes_now,
+                checkpoint_bytes: 0,
+            }),
             last_checkpoint_error: Mutex::new(None),
             closed: AtomicBool::new(false),
             report: recovered.report,
@@ -755,7 +765,8 @@ impl StoreInner {
         if meta.checkpoint_lsn > 0 {
             self.wal.wait_durable(Lsn(meta.checkpoint_lsn))?;
         }
-        let path = checkpoint::write(&*self.storage, &self.checkpoint_dir, &state, meta)?;
+        let (path, checkpoint_bytes) =
+            checkpoint::write(&*self.storage, &self.checkpoint_dir, &state, meta)?;
         kept.retain(|m| m.checkpoint_lsn != meta.checkpoint_lsn);
         kept.push_front(meta);
         while kept.len() > 2 {
@@ -770,7 +781,11 @@ impl StoreInner {
         let oldest_redo = kept.iter().map(|m| m.redo_start_lsn).min().unwrap_or(1);
         let release_before = oldest_redo.saturating_sub(self.options.log_retention_lsns);
         self.wal.truncate_before(Lsn(release_before))?;
-        *lock(&self.last_checkpoint) = (Instant::now(), bytes_now);
+        *lock(&self.last_checkpoint) = LastCheckpoint {
+            at: Instant::now(),
+            log_bytes: bytes_now,
+            checkpoint_bytes,
+        };
         Ok(CheckpointInfo {
             lsn: Lsn(meta.checkpoint_lsn),
             redo_start_lsn: Lsn(meta.redo_start_lsn),
@@ -906,10 +921,44 @@ fn spawn_ticker(inner: &Arc<StoreInner>) -> Result<Option<JoinHandle<()>>> {
     Ok(Some(handle))
 }
 
+/// See [`StoreInner::last_checkpoint`].
+#[derive(Debug, Clone, Copy)]
+struct LastCheckpoint {
+    at: Instant,
+    log_bytes: u64,
+    checkpoint_bytes: u64,
+}
+
 fn due(inner: &StoreInner) -> bool {
-    let (at, bytes_then) = *lock(&inner.last_checkpoint);
-    let bytes = inner.wal.bytes_appended().saturating_sub(bytes_then);
+    let last = *lock(&inner.last_checkpoint);
+    let bytes = inner.wal.bytes_appended().saturating_sub(last.log_bytes);
     let o = &inner.options;
-    (o.checkpoint_every_bytes > 0 && bytes >= o.checkpoint_every_bytes)
-        || (bytes > 0 && o.checkpoint_every.is_some_and(|d| at.elapsed() >= d))
+    due_by_size(bytes, o.checkpoint_every_bytes, last.checkpoint_bytes)
+        || (bytes > 0 && o.checkpoint_every.is_some_and(|d| last.at.elapsed() >= d))
+}
+
+/// Whether `logged` bytes since the last checkpoint call for one: `every` bytes (0: never),
+/// or the last checkpoint's size if larger (see [`StoreOptions::checkpoint_every_bytes`]).
+fn due_by_size(logged: u64, every: u64, last_checkpoint_bytes: u64) -> bool {
+    every > 0 && logged >= every.max(last_checkpoint_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due_by_size;
+
+    #[test]
+    fn checkpoints_by_size_wait_for_as_much_log_as_the_last_checkpoint_held() {
+        let mib = 1 << 20;
+        // A small state: every 64 MiB of log.
+        assert!(!due_by_size(63 * mib, 64 * mib, 10 * mib));
+        assert!(due_by_size(64 * mib, 64 * mib, 10 * mib));
+        // A 500 MiB state is not rewritten for every 64 MiB of log: only once as much log
+        // as it holds has been written.
+        assert!(!due_by_size(64 * mib, 64 * mib, 500 * mib));
+        assert!(!due_by_size(499 * mib, 64 * mib, 500 * mib));
+        assert!(due_by_size(500 * mib, 64 * mib, 500 * mib));
+        // 0 turns size-triggered checkpoints off, whatever the sizes.
+        assert!(!due_by_size(u64::MAX, 0, 0));
+    }
 }
