@@ -349,23 +349,19 @@ fn targets(r: &Report, quick: bool) -> Vec<Target> {
         },
         flat.map(|(a, b, _)| b <= 2.0 * a),
     );
-    // Walden answers on two endpoints: HTTP (the ratio column, "walden") and RESP, which
-    // the very client loop that drives Redis drives. The target is met by either; both
-    // are shown.
-    let http = ratio("W7", "64 clients", "redis");
-    let resp = ops_ratio(r, "W7", "64 clients", server_workload::RESP_SYSTEM, "redis");
-    let best = match (http, resp) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
+    // Walden answers on two endpoints, each its own row: HTTP (the ratio column's
+    // "walden") and RESP, which the very client loop that drives Redis drives.
+    let x = ratio("W7", "64 clients", "redis");
     push(
-        "W7 64 clients: acknowledged durable writes ≥ Redis (appendfsync always)",
-        format!(
-            "RESP endpoint {}, HTTP {}",
-            fmt_ratio(resp),
-            fmt_ratio(http)
-        ),
-        best.map(|v| v >= 1.0),
+        "W7 64 clients: acknowledged durable writes ≥ Redis (appendfsync always), over HTTP",
+        fmt_ratio(x),
+        x.map(|v| v >= 1.0),
+    );
+    let x = ops_ratio(r, "W7", "64 clients", server_workload::RESP_SYSTEM, "redis");
+    push(
+        "W7 64 clients: the same over walden's RESP endpoint (Redis's protocol and client loop)",
+        fmt_ratio(x),
+        x.map(|v| v >= 1.0),
     );
     let x = ratio("W7", "64 clients", "postgresql");
     push(
