@@ -214,19 +214,16 @@ pub async fn serve(
         out.flush().context("stdout")?;
     }
     tracing::info!(address = %local, tls = tls.is_some(), auth = config.token.is_some(), "listening");
-    let resp = resp_listener.map(|l| {
+    let mut resp = resp_listener.map(|l| {
         // Its own TLS configuration: the HTTP one advertises ALPN http/1.1.
         let tls = tls.as_ref().map(|c| {
             let mut c = rustls::ServerConfig::clone(c);
             c.alpn_protocols.clear();
             Arc::new(c)
         });
-        AbortOnDrop(tokio::spawn(crate::resp::serve(
-            l,
-            tls,
-            app.state().clone(),
-        )))
+        tokio::spawn(crate::resp::serve(l, tls, app.state().clone()))
     });
+    let mut resp_done = resp.is_none();
     let (fired_tx, mut fired) = watch::channel(false);
     let stop = app.stop.clone();
     let signal = async move {
@@ -253,12 +250,17 @@ pub async fn serve(
                     .await
             }
         };
-        if let Some(mut resp) = resp {
-            // Ends once shutdown fired and its connections finished their commands; if the
-            // drain timeout strikes first, dropping this future aborts it and them.
-            if let Err(e) = (&mut resp.0).await {
+        http
+    };
+    // HTTP and RESP drain together: the RESP task ends once shutdown fired and its
+    // connections finished their commands.
+    let draining = async {
+        let http = serving.await;
+        if let Some(task) = resp.as_mut() {
+            if let Err(e) = task.await {
                 tracing::error!(error = %e, "the RESP endpoint failed");
             }
+            resp_done = true;
         }
         http
     };
@@ -268,27 +270,23 @@ pub async fn serve(
         tokio::time::sleep(timeout).await;
     };
     tokio::select! {
-        r = serving => r.context("serving")?,
+        r = draining => r.context("serving")?,
         () = drain_deadline => tracing::warn!(
             timeout_s = timeout.as_secs_f64(),
             "requests still in flight after the shutdown timeout; closing anyway"
         ),
+    }
+    if let (Some(task), false) = (resp, resp_done) {
+        // The drain timeout struck first: end its connections, and wait until they have let
+        // go of the store, so that closing it finds it free.
+        task.abort();
+        let _ = task.await;
     }
     tokio::task::spawn_blocking(move || app.close())
         .await
         .context("close task")??;
     tracing::info!("stopped cleanly: log synced");
     Ok(())
-}
-
-/// A task aborted when its handle is dropped (the RESP endpoint, when the drain timeout
-/// ends serving): a detached task would keep the store open past `App::close`.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

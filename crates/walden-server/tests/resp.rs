@@ -396,8 +396,15 @@ fn limits_hold_before_and_after_auth() {
     let mut c = Conn::open(addr);
     assert_eq!(c.cmd(&["QUIT"]), ok());
     assert!(c.closed());
+    // go-redis and Lettuce open with HELLO 3 AUTH ...: an error answer (not a closed
+    // connection), after which AUTH on the same connection works.
+    let mut c = Conn::open(addr);
+    let hello = c.cmd(&["HELLO", "3", "AUTH", "default", "tok", "SETNAME", "agent"]);
+    assert!(error_starts(&hello, "NOAUTH"), "{hello:?}");
+    assert_eq!(c.cmd(&["AUTH", "default", "tok"]), ok());
+    assert_eq!(c.cmd(&["PING"]), Simple("PONG".into()));
     // Before AUTH a stranger may send only small commands: 2 KiB is refused from its
-    // length line, and so are four arguments.
+    // length line, and so are nine arguments.
     let mut c = Conn::open(addr);
     c.send_raw(b"*2\r\n$3\r\nGET\r\n$2048\r\n");
     assert!(error_starts(
@@ -406,10 +413,10 @@ fn limits_hold_before_and_after_auth() {
     ));
     assert!(c.closed());
     let mut c = Conn::open(addr);
-    c.send_raw(b"*4\r\n");
+    c.send_raw(b"*9\r\n");
     assert!(error_starts(
         &c.read(),
-        "ERR Protocol error: 4 arguments exceed the limit of 3"
+        "ERR Protocol error: 9 arguments exceed the limit of 8"
     ));
     assert!(c.closed());
     // After AUTH: at most 4096 arguments.

@@ -55,25 +55,8 @@ impl<'s> PendingCommit<'s> {
     /// acknowledged and must not be reported as done. Cancel-safe: dropping the future
     /// leaves the commit to the next sync.
     pub async fn durable(self) -> Result<CommitInfo> {
-        let inner = &self.store.inner;
-        if self.store.durability() == Durability::Sync {
-            self.store.wal().durable_at_least(Lsn(self.lsn)).await?;
-        } else {
-            // Nothing to wait for: the turn that publishes it makes no system call.
-            inner.publish_through(self.lsn)?;
-        }
-        loop {
-            if inner.published_lsn.load(Ordering::Acquire) >= self.lsn {
-                return Ok(self.finish());
-            }
-            let listener = inner.published_event.listen();
-            if inner.published_lsn.load(Ordering::Acquire) >= self.lsn {
-                continue;
-            }
-            // A turn that failed poisoned the log: then nothing will publish this commit.
-            self.store.wal().check()?;
-            listener.await;
-        }
+        self.store.visible_at_least(Lsn(self.lsn)).await?;
+        Ok(self.finish())
     }
 
     /// Blocks until the commit is durable and visible, syncing the log with any concurrent
@@ -93,6 +76,46 @@ impl<'s> PendingCommit<'s> {
 }
 
 impl Store {
+    /// LSN of the newest commit applied: logged, and seen by preconditions and conflict
+    /// checks, though perhaps not durable or visible to readers yet.
+    pub fn applied_lsn(&self) -> Lsn {
+        Lsn(self.inner.applied_lsn())
+    }
+
+    /// LSN of the newest commit readers see (published). Cheap: one atomic load.
+    pub fn visible_lsn(&self) -> Lsn {
+        Lsn(self.inner.published_lsn.load(Ordering::Acquire))
+    }
+
+    /// Waits, without syncing and without blocking a thread, until readers see every commit
+    /// up to `lsn` (at `Sync` durability: until they are durable and published). Someone
+    /// else must sync: [`Store::sync`] or a blocking commit. Fails if the log is closed or
+    /// poisoned. Cancel-safe. A server answers a refused commit only after
+    /// `visible_at_least(applied_lsn())`: the state that refused it is then durable, and
+    /// the client's next read sees it.
+    pub async fn visible_at_least(&self, lsn: Lsn) -> Result<()> {
+        let inner = &self.inner;
+        let lsn = lsn.get();
+        if self.durability() == Durability::Sync {
+            self.wal().durable_at_least(Lsn(lsn)).await?;
+        } else {
+            // Nothing to wait for: the turn that publishes it makes no system call.
+            inner.publish_through(lsn)?;
+        }
+        loop {
+            if inner.published_lsn.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            let listener = inner.published_event.listen();
+            if inner.published_lsn.load(Ordering::Acquire) >= lsn {
+                continue;
+            }
+            // A turn that failed poisoned the log: then nothing will publish this commit.
+            self.wal().check()?;
+            listener.await;
+        }
+    }
+
     /// Makes every commit logged so far durable (one `fdatasync`, shared with concurrent
     /// syncs and blocking commits) and visible; returns the durable LSN. This is what
     /// completes [`PendingCommit::durable`] waits. Blocking.

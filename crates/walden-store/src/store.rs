@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use walden_log::storage::{StdStorage, Storage};
+use walden_log::storage::{OpenMode, StdStorage, Storage};
 use walden_log::waiters::{Mark, Waiters};
 use walden_log::{Durability, Lsn, Wal};
 
@@ -59,7 +59,9 @@ pub struct StoreOptions {
     /// recovery still reads at most about two checkpoints' worth (one checkpoint and the log
     /// after it).
     pub checkpoint_every_bytes: u64,
-    /// Take a checkpoint at least this often while anything changes (default 5 minutes).
+    /// Take a checkpoint this often while anything changes (default 5 minutes), once at
+    /// least a quarter of the last checkpoint's size was logged since it (a large state is
+    /// not rewritten every few minutes for a trickle of writes).
     pub checkpoint_every: Option<Duration>,
     /// Keep at least this many LSNs of log before the oldest kept checkpoint's redo start,
     /// for change feeds, replicas and point-in-time restore (default 0).
@@ -331,6 +333,18 @@ impl Store {
             progress,
         )?;
         let bytes_now = wal.bytes_appended();
+        // The newest checkpoint's size sets the next size-triggered one's interval (see
+        // `checkpoint_every_bytes`); unreadable: as if none.
+        let newest_checkpoint_bytes = recovered
+            .kept_checkpoints
+            .iter()
+            .map(|m| m.checkpoint_lsn)
+            .max()
+            .and_then(|lsn| {
+                let path = checkpoint_dir.join(checkpoint::file_name(lsn));
+                storage.open(&path, OpenMode::Read).ok()?.len().ok()
+            })
+            .unwrap_or(0);
         let state = Table::open(
             recovered.map,
             recovered.lsn,
@@ -363,7 +377,7 @@ impl Store {
             last_checkpoint: Mutex::new(LastCheckpoint {
                 at: Instant::now(),
                 log_bytes: bytes_now,
-                checkpoint_bytes: 0,
+                checkpoint_bytes: newest_checkpoint_bytes,
             }),
             last_checkpoint_error: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -934,7 +948,15 @@ fn due(inner: &StoreInner) -> bool {
     let bytes = inner.wal.bytes_appended().saturating_sub(last.log_bytes);
     let o = &inner.options;
     due_by_size(bytes, o.checkpoint_every_bytes, last.checkpoint_bytes)
-        || (bytes > 0 && o.checkpoint_every.is_some_and(|d| last.at.elapsed() >= d))
+        || (o.checkpoint_every.is_some_and(|d| last.at.elapsed() >= d)
+            && due_by_time(bytes, last.checkpoint_bytes))
+}
+
+/// Whether a checkpoint whose interval has elapsed is worth taking after `logged` bytes:
+/// anything logged, but for a large state at least a quarter of its last checkpoint's size,
+/// so that the time trigger too writes at most about 4 checkpoint bytes per byte logged.
+fn due_by_time(logged: u64, last_checkpoint_bytes: u64) -> bool {
+    logged > 0 && logged >= last_checkpoint_bytes / 4
 }
 
 /// Whether `logged` bytes since the last checkpoint call for one: `every` bytes (0: never),
@@ -945,7 +967,7 @@ fn due_by_size(logged: u64, every: u64, last_checkpoint_bytes: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::due_by_size;
+    use super::{due_by_size, due_by_time};
 
     #[test]
     fn checkpoints_by_size_wait_for_as_much_log_as_the_last_checkpoint_held() {
@@ -960,5 +982,15 @@ mod tests {
         assert!(due_by_size(500 * mib, 64 * mib, 500 * mib));
         // 0 turns size-triggered checkpoints off, whatever the sizes.
         assert!(!due_by_size(u64::MAX, 0, 0));
+    }
+
+    #[test]
+    fn checkpoints_by_time_need_a_quarter_of_the_last_checkpoint_in_log() {
+        let mib = 1 << 20;
+        assert!(!due_by_time(0, 0), "nothing logged: nothing to checkpoint");
+        assert!(due_by_time(1, 0));
+        assert!(due_by_time(1, 4), "a small state: anything logged");
+        assert!(!due_by_time(100 * mib, 10_000 * mib));
+        assert!(due_by_time(2_500 * mib, 10_000 * mib));
     }
 }

@@ -341,7 +341,9 @@ async fn delete(session: &Session, state: &AppState, keys: &[&[u8]]) -> Result<i
         check_key(state, k)?;
     }
     let ns = session.namespace.clone();
-    let bytes: usize = keys.iter().map(|k| k.len() + ns.len()).sum();
+    // Each key is its own commit (two log records): count their overhead too, so that
+    // thousands of tiny keys also leave the async worker.
+    let bytes: usize = keys.iter().map(|k| k.len() + ns.len() + 64).sum();
     if bytes > INLINE_COMMIT_BYTES_MAX {
         let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         return state

@@ -84,7 +84,11 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 /// of many keys), whichever is larger.
 fn limits(state: &AppState) -> FrameLimits {
     let l = &state.0.limits;
-    let one_write = l.value_bytes_max + l.key_bytes_max + l.namespace_bytes_max + 4096;
+    let one_write = l
+        .value_bytes_max
+        .saturating_add(l.key_bytes_max)
+        .saturating_add(l.namespace_bytes_max)
+        .saturating_add(4096);
     FrameLimits {
         args_max: ARGS_MAX,
         bulk_bytes_max: l
@@ -95,13 +99,19 @@ fn limits(state: &AppState) -> FrameLimits {
     }
 }
 
-/// What a connection that has not authenticated yet may send: `AUTH [user] token` and
-/// nothing larger, so that a stranger cannot make the server buffer megabytes.
-const BEFORE_AUTH: FrameLimits = FrameLimits {
-    args_max: 3,
-    bulk_bytes_max: 1024,
-    command_bytes_max: 4096,
-};
+/// What a connection that has not authenticated yet may send: small commands only (a
+/// stranger cannot make the server buffer megabytes), but enough for the greetings clients
+/// open with: `HELLO 3 AUTH user token SETNAME name` (7 arguments; go-redis and Lettuce
+/// send it, and fall back to `AUTH` on its error) and a token as long as the server's.
+fn before_auth(state: &AppState) -> FrameLimits {
+    let token = state.0.token.as_ref().map_or(0, String::len);
+    let bulk = token.max(1024);
+    FrameLimits {
+        args_max: 8,
+        bulk_bytes_max: bulk,
+        command_bytes_max: bulk.saturating_add(4096),
+    }
+}
 
 /// Answers are written out once this many bytes are pending, even mid-batch: a pipeline of
 /// large GETs must not pile its answers up in memory, and a client that does not read then
@@ -119,6 +129,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let authenticated_limits = limits(state);
+    let stranger_limits = before_auth(state);
     let mut shutdown = state.0.shutdown.clone();
     let mut session = Session::new(state);
     let mut input: Vec<u8> = Vec::with_capacity(4096);
@@ -132,7 +143,7 @@ where
             let limits = if session.authenticated() {
                 &authenticated_limits
             } else {
-                &BEFORE_AUTH
+                &stranger_limits
             };
             match codec::parse_command(&input[start..], limits, &mut ranges) {
                 Ok(Some(n)) => {

@@ -8,7 +8,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use walden_log::Lsn;
 use walden_store::{CommitInfo, Precondition, Store, Transaction};
 
 /// Response header: the value's version.
@@ -86,19 +85,18 @@ pub(crate) fn is_refusal(e: &ApiError) -> bool {
     matches!(e.code, "precondition_failed" | "conflict")
 }
 
-/// Waits until everything logged so far is durable. A refusal is checked against the
+/// Waits until readers see every commit applied so far. A refusal is checked against the
 /// latest applied state, which may hold commits not yet durable (their writers are still
 /// waiting); answering it at once would let a client act on a write that a crash can still
-/// undo (claim lost to a write that then vanished). Called before answering a refusal, so
-/// that the state that refused is durable first: usually one shared sync.
+/// undo (a claim lost to a write that then vanished), or read right after it a state that
+/// does not show the write that refused it. Called before answering a refusal: usually one
+/// shared sync.
 pub(crate) async fn settle_refusal(state: &AppState) -> ApiResult<()> {
-    let wal = state.store().wal();
-    let seen = Lsn(wal.next_lsn().get().saturating_sub(1));
-    if wal.durable_lsn() < seen {
+    let store = state.store();
+    let applied = store.applied_lsn();
+    if store.visible_lsn() < applied {
         state.0.syncer.request();
-        wal.durable_at_least(seen)
-            .await
-            .map_err(|e| ApiError::from(walden_store::Error::Log(e)))?;
+        store.visible_at_least(applied).await?;
     }
     Ok(())
 }
@@ -282,6 +280,11 @@ mod tests {
         assert!(
             store.wal().durable_lsn() >= lsn,
             "refused before the refusing commit was durable"
+        );
+        assert_eq!(
+            &*store.get(b"ns", b"k").unwrap().value,
+            b"first",
+            "refused before readers could see the refusing commit"
         );
         drop(pending);
         drop((store, state));
