@@ -70,6 +70,26 @@ fn transactions_are_all_or_nothing() {
     get(&s, "acct", "c").assert_error(404, "not_found");
     assert_eq!(get(&s, "acct", "a").body, b"100");
 
+    // `present`: a live value. "b" was deleted above: refused; "a" is live: deleted.
+    let e = txn(
+        &s,
+        &json!({
+            "ops": [{"op": "delete", "ns": "acct", "key": "b"}],
+            "preconditions": [{"ns": "acct", "key": "b", "present": true}]
+        }),
+    )
+    .assert_error(409, "precondition_failed");
+    assert_eq!(e["current_version"], 2, "the tombstone's version");
+    let r = txn(
+        &s,
+        &json!({
+            "ops": [{"op": "delete", "ns": "acct", "key": "a"}],
+            "preconditions": [{"ns": "acct", "key": "a", "present": true}]
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    get(&s, "acct", "a").assert_error(404, "not_found");
+
     // Malformed transactions: 400, nothing written.
     for (body, code) in [
         (json!({"ops": []}), "bad_txn"),
@@ -108,6 +128,16 @@ fn transactions_are_all_or_nothing() {
         (
             json!({"ops": [{"op": "put", "ns": "acct", "key": "d", "value": "x"}],
                 "preconditions": [{"ns": "acct", "key": "d", "absent": true, "version": 1}]}),
+            "bad_txn",
+        ),
+        (
+            json!({"ops": [{"op": "put", "ns": "acct", "key": "d", "value": "x"}],
+                "preconditions": [{"ns": "acct", "key": "d", "absent": true, "present": true}]}),
+            "bad_txn",
+        ),
+        (
+            json!({"ops": [{"op": "put", "ns": "acct", "key": "d", "value": "x"}],
+                "preconditions": [{"ns": "acct", "key": "d", "present": false}]}),
             "bad_txn",
         ),
         (json!([1, 2]), "bad_json"),

@@ -4,7 +4,8 @@
 //! {"ops": [{"op": "put", "ns": "tasks", "key": "t1", "value": "agent-a"},
 //!          {"op": "delete", "ns": "tasks", "key_b64": "dDI="}],
 //!  "preconditions": [{"ns": "tasks", "key": "t1", "absent": true},
-//!                    {"ns": "tasks", "key": "t2", "version": 3}]}
+//!                    {"ns": "tasks", "key": "t2", "version": 3},
+//!                    {"ns": "tasks", "key": "t3", "present": true}]}
 //! ```
 //! Every byte string is given as text (`ns`, `key`, `value`) or base64 (`ns_b64`...),
 //! exactly one of the two.
@@ -57,6 +58,7 @@ struct PreJson {
     key: Option<String>,
     key_b64: Option<String>,
     absent: Option<bool>,
+    present: Option<bool>,
     version: Option<u64>,
 }
 
@@ -182,13 +184,17 @@ pub async fn txn(
         let key = required(bytes_field(p.key, p.key_b64, "key", &at)?, "key", &at)?;
         check_ns(&state, &ns)?;
         check_key(&state, &key)?;
-        let pre = match (p.absent, p.version) {
-            (Some(true), None) => Precondition::Absent,
-            (None | Some(false), Some(v)) => Precondition::Version(v),
+        let pre = match (p.absent == Some(true), p.present == Some(true), p.version) {
+            (true, false, None) => Precondition::Absent,
+            (false, true, None) => Precondition::Present,
+            (false, false, Some(v)) => Precondition::Version(v),
             _ => {
                 return Err(ApiError::bad_request(
                     "bad_txn",
-                    format!("{at}: give exactly one of `\"absent\": true` or `\"version\": N`"),
+                    format!(
+                        "{at}: give exactly one of `\"absent\": true`, `\"present\": true` or \
+                         `\"version\": N`"
+                    ),
                 ))
             }
         };
