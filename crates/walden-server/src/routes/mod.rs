@@ -176,41 +176,37 @@ pub(crate) fn check_ns(state: &AppState, ns: &[u8]) -> ApiResult<()> {
             "the namespace must not be empty",
         ));
     }
-    let max = state.0.limits.namespace_bytes_max;
-    if ns.len() > max {
-        return Err(ApiError::too_large(
-            "namespace",
-            ns.len() as u64,
-            max as u64,
-            "--max-namespace-bytes",
-        ));
-    }
-    Ok(())
+    within(
+        "namespace",
+        ns,
+        state.0.limits.namespace_bytes_max,
+        "--max-namespace-bytes",
+    )
 }
 
 /// Checks a key against the limits.
 pub(crate) fn check_key(state: &AppState, key: &[u8]) -> ApiResult<()> {
-    let max = state.0.limits.key_bytes_max;
-    if key.len() > max {
-        return Err(ApiError::too_large(
-            "key",
-            key.len() as u64,
-            max as u64,
-            "--max-key-bytes",
-        ));
-    }
-    Ok(())
+    within("key", key, state.0.limits.key_bytes_max, "--max-key-bytes")
 }
 
 /// A value within `--max-value-bytes`.
 pub(crate) fn check_value(state: &AppState, value: &[u8]) -> ApiResult<()> {
-    let max = state.0.limits.value_bytes_max;
-    if value.len() > max {
+    within(
+        "value",
+        value,
+        state.0.limits.value_bytes_max,
+        "--max-value-bytes",
+    )
+}
+
+/// 413 `too_large` when `bytes` exceeds `max` (set by `flag`).
+fn within(what: &str, bytes: &[u8], max: usize, flag: &str) -> ApiResult<()> {
+    if bytes.len() > max {
         return Err(ApiError::too_large(
-            "value",
-            value.len() as u64,
+            what,
+            bytes.len() as u64,
             max as u64,
-            "--max-value-bytes",
+            flag,
         ));
     }
     Ok(())
