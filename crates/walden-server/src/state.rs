@@ -4,6 +4,7 @@
 use crate::config::ServerLimits;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::resp::DirectAnswers;
 use crate::syncer::Syncer;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ impl std::fmt::Debug for AppState {
 pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub limits: ServerLimits,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub subscribers: Subscribers,
     pub started: Instant,
     pub token: Option<String>,
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub data_dir: PathBuf,
     /// Makes deferred commits durable (see `syncer`).
     pub syncer: Syncer,
+    /// Answers the sync thread writes itself (RESP, see `resp::direct`).
+    pub direct: Arc<DirectAnswers>,
 }
 
 impl AppState {
@@ -46,12 +49,15 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
         data_dir: PathBuf,
     ) -> std::io::Result<Self> {
-        let syncer = Syncer::start(store.clone())?;
+        let metrics = Arc::new(Metrics::default());
+        let direct = Arc::new(DirectAnswers::new(metrics.clone()));
+        let syncer = Syncer::start(store.clone(), direct.clone())?;
         Ok(AppState(Arc::new(Shared {
             syncer,
+            direct,
             store,
             limits,
-            metrics: Metrics::default(),
+            metrics,
             subscribers: Subscribers::default(),
             started: Instant::now(),
             token,

@@ -11,6 +11,7 @@
 //! Asking is one atomic swap when the thread is already busy (the common case under load),
 //! and an unpark (one futex wake) when it sleeps.
 
+use crate::resp::DirectAnswers;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,7 +40,7 @@ impl std::fmt::Debug for Syncer {
 
 impl Syncer {
     /// Starts the thread. It holds `store` until [`Syncer::stop`].
-    pub fn start(store: Arc<Store>) -> std::io::Result<Syncer> {
+    pub fn start(store: Arc<Store>, direct: Arc<DirectAnswers>) -> std::io::Result<Syncer> {
         let flags = Arc::new(Flags {
             requested: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -47,7 +48,7 @@ impl Syncer {
         let thread_flags = flags.clone();
         let handle = std::thread::Builder::new()
             .name("walden-sync".into())
-            .spawn(move || run(&store, &thread_flags))?;
+            .spawn(move || run(&store, &thread_flags, &direct))?;
         Ok(Syncer {
             flags,
             unparker: handle.thread().clone(),
@@ -83,14 +84,16 @@ impl Drop for Syncer {
     }
 }
 
-fn run(store: &Store, flags: &Flags) {
+fn run(store: &Store, flags: &Flags, direct: &DirectAnswers) {
     loop {
         if flags.requested.swap(false, Ordering::AcqRel) {
             // A failed sync poisons the log: every waiter wakes with the error, and later
             // commits fail before they ask again, so this does not spin.
-            if let Err(e) = store.sync() {
+            let failure = store.sync().err().map(|e| {
                 tracing::error!(error = %e, "log sync failed; the store refuses writes now");
-            }
+                format!("storage failed, nothing was acknowledged: {e}")
+            });
+            direct.answer(store.visible_lsn().get(), failure.as_deref());
             continue;
         }
         if flags.stop.load(Ordering::Acquire) {
@@ -112,6 +115,10 @@ mod tests {
         Arc::new(Store::open(StoreOptions::new(dir).checkpoints(0, None)).unwrap())
     }
 
+    fn direct() -> Arc<crate::resp::DirectAnswers> {
+        Arc::new(crate::resp::DirectAnswers::new(Arc::default()))
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -123,7 +130,7 @@ mod tests {
     fn a_request_makes_pending_commits_durable_and_nothing_syncs_without_one() {
         let tmp = tempfile::tempdir().unwrap();
         let store = store(tmp.path());
-        let syncer = Syncer::start(store.clone()).unwrap();
+        let syncer = Syncer::start(store.clone(), direct()).unwrap();
         let fsyncs_before = store.wal().stats().fsyncs;
         let rt = runtime();
         let mut tx = store.begin();
@@ -169,7 +176,7 @@ mod tests {
     fn stop_syncs_what_was_asked_for_then_lets_go_of_the_store() {
         let tmp = tempfile::tempdir().unwrap();
         let store = store(tmp.path());
-        let syncer = Syncer::start(store.clone()).unwrap();
+        let syncer = Syncer::start(store.clone(), direct()).unwrap();
         let mut tx = store.begin();
         tx.put(b"ns", b"k", b"v").unwrap();
         let lsn = tx.commit_deferred().unwrap().lsn();

@@ -15,11 +15,13 @@
 //! is `PUT /v1/ns/agents/kv/k` over HTTP, and the change stream shows it the same way.
 
 use super::codec;
+use super::direct::ConnAnswers;
 use crate::error::ApiError;
 use crate::routes::kv::{commit, settle_refusal, INLINE_COMMIT_BYTES_MAX};
 use crate::routes::{check_key, check_ns, check_value};
 use crate::state::AppState;
 use axum::http::StatusCode;
+use std::sync::Arc;
 use std::time::Instant;
 use walden_store::{Error as StoreError, PendingCommit, Precondition, Store};
 
@@ -45,6 +47,44 @@ impl Session {
     pub fn authenticated(&self) -> bool {
         self.authenticated
     }
+}
+
+/// `SET key value` without options from a connection that may write: the command the
+/// sync thread can answer (`+OK` once durable).
+pub(crate) fn is_plain_set(session: &Session, args: &[&[u8]]) -> bool {
+    session.authenticated && args.len() == 3 && args[0].eq_ignore_ascii_case(b"SET")
+}
+
+/// Commits a plain `SET` and hands its answer to the sync thread; false (nothing committed)
+/// when it cannot go that way (a check fails, the store refuses, a large value), for
+/// [`run`] to answer it as usual.
+pub(crate) fn set_direct(
+    session: &Session,
+    state: &AppState,
+    args: &[&[u8]],
+    conn: &Arc<ConnAnswers>,
+) -> bool {
+    let (key, value) = (args[1], args[2]);
+    let ns = &session.namespace;
+    if check_key(state, key).is_err()
+        || check_value(state, value).is_err()
+        || ns.len() + key.len() + value.len() > INLINE_COMMIT_BYTES_MAX
+    {
+        return false;
+    }
+    let started = Instant::now();
+    let store = state.store();
+    let mut tx = store.begin();
+    if tx.put(ns, key, value).is_err() {
+        return false;
+    }
+    let Ok(pending) = tx.commit_deferred() else {
+        return false;
+    };
+    state.0.direct.push(pending.lsn().get(), conn, started);
+    // Asked after the hand-over, so the sync it starts answers it.
+    state.0.syncer.request();
+    true
 }
 
 /// After a command: go on, or close the connection once the answer is written.

@@ -11,10 +11,14 @@
 
 mod codec;
 mod commands;
+mod direct;
+
+pub(crate) use direct::DirectAnswers;
 
 use crate::state::AppState;
 use codec::{FrameLimits, ProtocolError};
 use commands::{Next, Session};
+use direct::ConnAnswers;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -53,9 +57,9 @@ pub(crate) async fn serve(
                 let (state, acceptor) = (state.clone(), acceptor.clone());
                 connections.spawn(async move {
                     let result = match acceptor {
-                        None => connection(stream, &state).await,
+                        None => plain(stream, &state).await,
                         Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                            Ok(Ok(tls)) => connection(tls, &state).await,
+                            Ok(Ok(tls)) => connection(tls, &state, None).await,
                             Ok(Err(e)) => Err(e),
                             Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
                         },
@@ -121,10 +125,26 @@ const OUT_FLUSH_BYTES: usize = 64 << 10;
 /// Buffers above this size are given back to the allocator once empty.
 const BUFFER_KEEP_BYTES: usize = 64 << 10;
 
+/// A plain-TCP connection: its plain `SET`s are answered by the sync thread, through a
+/// second handle on the socket (see `direct`). TLS connections answer everything
+/// themselves (the TLS session lives in the task).
+async fn plain(stream: tokio::net::TcpStream, state: &AppState) -> std::io::Result<()> {
+    let socket = stream.into_std()?;
+    let second = socket.try_clone()?;
+    let stream = tokio::net::TcpStream::from_std(socket)?;
+    connection(stream, state, Some(ConnAnswers::new(Box::new(second)))).await
+}
+
 /// Serves one connection: reads commands, runs them in order, writes the answers of all the
 /// commands a read brought in one write. Ends when the client closes, on a protocol error
-/// (answered first), on `QUIT`, or at shutdown between commands.
-async fn connection<S>(mut io: S, state: &AppState) -> std::io::Result<()>
+/// (answered first), on `QUIT`, or at shutdown between commands. With `direct`, a plain
+/// `SET` is handed to the sync thread to answer; every other answer waits until the ones
+/// handed over were written, and none is handed over before the task's own are written.
+async fn connection<S>(
+    mut io: S,
+    state: &AppState,
+    direct: Option<Arc<ConnAnswers>>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -151,26 +171,34 @@ where
                         .iter()
                         .map(|r| &input[start + r.start..start + r.end])
                         .collect();
-                    next = commands::run(&mut session, state, &args, &mut out).await;
+                    let handed = match &direct {
+                        Some(conn) if commands::is_plain_set(&session, &args) => {
+                            flush(&mut io, &mut out).await?;
+                            commands::set_direct(&session, state, &args, conn)
+                        }
+                        _ => false,
+                    };
+                    if !handed {
+                        settle(&mut io, &direct).await?;
+                        next = commands::run(&mut session, state, &args, &mut out).await;
+                    }
                     start += n;
                     if out.len() >= OUT_FLUSH_BYTES {
-                        io.write_all(&out).await?;
-                        out.clear();
+                        flush(&mut io, &mut out).await?;
                     }
                 }
                 Ok(None) => break,
                 Err(ProtocolError(message)) => {
+                    settle(&mut io, &direct).await?;
                     codec::error(&mut out, "ERR", &format!("Protocol error: {message}"));
                     next = Next::Close;
                 }
             }
         }
-        if !out.is_empty() {
-            io.write_all(&out).await?;
-            out.clear();
-        }
+        flush(&mut io, &mut out).await?;
         let stopping = *shutdown.borrow();
         if next == Next::Close || stopping {
+            settle(&mut io, &direct).await?;
             return io.shutdown().await;
         }
         if start == input.len() {
@@ -189,10 +217,59 @@ where
         input.reserve(4096);
         let read = tokio::select! {
             r = io.read_buf(&mut input) => r?,
-            () = stopped(&mut shutdown) => return io.shutdown().await,
+            bytes = spilled(&direct) => {
+                write_spill(&mut io, &direct, bytes).await?;
+                continue;
+            }
+            () = stopped(&mut shutdown) => {
+                settle(&mut io, &direct).await?;
+                return io.shutdown().await;
+            }
         };
         if read == 0 {
             return Ok(());
         }
     }
+}
+
+async fn flush<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Waits until every answer handed to the sync thread was written, writing what it spilled.
+async fn settle<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    direct: &Option<Arc<ConnAnswers>>,
+) -> std::io::Result<()> {
+    if let Some(conn) = direct {
+        let bytes = conn.settled().await;
+        write_spill(io, direct, bytes).await?;
+    }
+    Ok(())
+}
+
+/// Completes with the bytes the sync thread spilled (never without `direct`).
+async fn spilled(direct: &Option<Arc<ConnAnswers>>) -> Vec<u8> {
+    match direct {
+        Some(conn) => conn.spilled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes spilled answers, and what spilled meanwhile, until none is left.
+async fn write_spill<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    direct: &Option<Arc<ConnAnswers>>,
+    mut bytes: Vec<u8>,
+) -> std::io::Result<()> {
+    let Some(conn) = direct else { return Ok(()) };
+    while !bytes.is_empty() {
+        io.write_all(&bytes).await?;
+        bytes = conn.drained();
+    }
+    Ok(())
 }
