@@ -15,12 +15,15 @@ use walden_testkit::seeds::{seed_or_random, CRASH_SEED_VAR};
 /// Client threads writing during each round.
 pub const CLIENTS: usize = 8;
 
-/// Server arguments large enough for the check to read every key in one scan.
+/// Server arguments large enough for the check to read every key in one scan, with the
+/// RESP endpoint on (half the clients write through it).
 pub const ARGS: &[&str] = &[
     "--max-scan-items",
     "1000000",
     "--max-body-bytes",
     "268435456",
+    "--resp-listen",
+    "127.0.0.1:0",
 ];
 
 /// How a round ends the server under load.
@@ -52,7 +55,7 @@ pub fn crash_rounds(
             let (acked, attempted) = verify(&s.base, &all);
             eprintln!("round {round}: {acked} of {attempted} writes acknowledged, all present");
         }
-        let load = Load::start(&s.base, round, CLIENTS);
+        let load = Load::start(&s.base, s.resp, round, CLIENTS);
         std::thread::sleep(Duration::from_millis(rng.gen_range(load_ms.clone())));
         crash.crash(s, &mut rng);
         all.extend(load.finish());
@@ -64,6 +67,12 @@ pub fn crash_rounds(
     assert!(
         acked > 50,
         "the load acknowledged too little to prove anything: {acked}"
+    );
+    let over_resp = all.iter().filter(|a| a.acked_lsn == Some(0)).count();
+    eprintln!("{over_resp} of the acknowledged writes went over RESP");
+    assert!(
+        over_resp > 10,
+        "too few acknowledgements over RESP to prove anything: {over_resp}"
     );
     assert!(s.terminate().success());
 }

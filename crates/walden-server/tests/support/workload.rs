@@ -1,10 +1,13 @@
 //! The crash tests' workload: client threads writing single keys and three-key
 //! transactions, recording what they attempted and what was acknowledged (with its LSN);
-//! and the check after a restart.
+//! and the check after a restart. Half the threads write their single keys over the RESP
+//! endpoint (`SET`, answered `+OK` by the sync thread), when the server has one.
 
 use super::{agent, call, try_call};
 use serde_json::json;
 use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,7 +21,8 @@ pub struct Attempt {
     /// One key for a PUT, three for a transaction.
     pub keys: Vec<String>,
     pub value: String,
-    /// The commit LSN, when the server acknowledged it.
+    /// The commit LSN, when the server acknowledged it (0: acknowledged over RESP, whose
+    /// `+OK` carries no LSN: the check compares the value only).
     pub acked_lsn: Option<u64>,
 }
 
@@ -29,13 +33,15 @@ pub struct Load {
 }
 
 impl Load {
-    /// `threads` clients writing into `base`; keys are unique per (round, thread, seq).
-    pub fn start(base: &str, round: u32, threads: usize) -> Load {
+    /// `threads` clients writing into `base` (odd threads' single keys over `resp`, when
+    /// given); keys are unique per (round, thread, seq).
+    pub fn start(base: &str, resp: Option<SocketAddr>, round: u32, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..threads)
             .map(|t| {
                 let (base, stop) = (base.to_string(), stop.clone());
-                std::thread::spawn(move || writer(&base, round, t, &stop))
+                let resp = resp.filter(|_| t % 2 == 1);
+                std::thread::spawn(move || writer(&base, resp, round, t, &stop))
             })
             .collect();
         Load { stop, threads }
@@ -51,15 +57,78 @@ impl Load {
     }
 }
 
-fn writer(base: &str, round: u32, t: usize, stop: &AtomicBool) -> Vec<Attempt> {
+/// A RESP connection in namespace [`NS`].
+struct RespConn(BufReader<TcpStream>);
+
+impl RespConn {
+    fn open(addr: SocketAddr) -> std::io::Result<RespConn> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut c = RespConn(BufReader::new(s));
+        match c.command(&["NAMESPACE", NS])?.as_str() {
+            "+OK" => Ok(c),
+            other => Err(std::io::Error::other(format!("NAMESPACE answered {other}"))),
+        }
+    }
+
+    /// Sends a command; its one-line answer.
+    fn command(&mut self, args: &[&str]) -> std::io::Result<String> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.0.get_mut().write_all(out.as_bytes())?;
+        let mut line = String::new();
+        if self.0.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim_end().to_string())
+    }
+}
+
+fn writer(
+    base: &str,
+    resp: Option<SocketAddr>,
+    round: u32,
+    t: usize,
+    stop: &AtomicBool,
+) -> Vec<Attempt> {
     let agent = agent();
     let mut log: Vec<Attempt> = Vec::new();
     let mut last_lsn = 0;
+    let mut resp = match resp.map(RespConn::open) {
+        Some(Ok(c)) => Some(c),
+        // The server is already gone.
+        Some(Err(_)) => return log,
+        None => None,
+    };
     for i in 0u64.. {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let value = format!("v{round}-{t}-{i}");
+        if let (Some(c), true) = (resp.as_mut(), i % 3 != 2) {
+            let key = format!("s{round}-{t}-{i}");
+            let mut attempt = Attempt {
+                keys: vec![key.clone()],
+                value: value.clone(),
+                acked_lsn: None,
+            };
+            match c.command(&["SET", &key, &value]) {
+                Ok(answer) if answer == "+OK" => attempt.acked_lsn = Some(0),
+                Ok(answer) => {
+                    // Refused once storage failed: not acknowledged.
+                    assert!(answer.starts_with("-ERR"), "unexpected answer {answer}");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    log.push(attempt);
+                    break;
+                }
+            }
+            log.push(attempt);
+            continue;
+        }
         let (keys, outcome) = if i % 3 == 2 {
             let keys: Vec<String> = ["a", "b", "c"]
                 .iter()
@@ -149,9 +218,10 @@ pub fn verify(base: &str, attempts: &[Attempt]) -> (usize, usize) {
         if let Some(lsn) = a.acked_lsn {
             acked += 1;
             for (k, p) in a.keys.iter().zip(&present) {
+                let got = p.map(|(v, l)| (v.as_str(), if lsn == 0 { 0 } else { *l }));
                 assert_eq!(
-                    *p,
-                    Some(&(a.value.clone(), lsn)),
+                    got,
+                    Some((a.value.as_str(), lsn)),
                     "acknowledged write of {k} (LSN {lsn}) is lost or wrong"
                 );
             }
