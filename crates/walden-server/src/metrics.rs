@@ -67,14 +67,26 @@ impl Metrics {
         status: u16,
         seconds: f64,
     ) {
+        self.record_many(route, method, &[(status, seconds)]);
+    }
+
+    /// Counts several requests to `route` with one lock: (status, seconds) each.
+    pub(crate) fn record_many(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        requests: &[(u16, f64)],
+    ) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry((route, method, status)).or_default();
-        h.count += 1;
-        h.sum_seconds += seconds;
-        for (i, bound) in REQUEST_BUCKETS_SECONDS.iter().enumerate() {
-            if seconds <= *bound {
-                if let Some(b) = h.buckets.get_mut(i) {
-                    *b += 1;
+        for &(status, seconds) in requests {
+            let h = map.entry((route, method, status)).or_default();
+            h.count += 1;
+            h.sum_seconds += seconds;
+            for (i, bound) in REQUEST_BUCKETS_SECONDS.iter().enumerate() {
+                if seconds <= *bound {
+                    if let Some(b) = h.buckets.get_mut(i) {
+                        *b += 1;
+                    }
                 }
             }
         }

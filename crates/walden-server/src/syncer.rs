@@ -93,6 +93,9 @@ fn run(store: &Store, flags: &Flags, direct: &DirectAnswers) {
                 tracing::error!(error = %e, "log sync failed; the store refuses writes now");
                 format!("storage failed, nothing was acknowledged: {e}")
             });
+            // Visible means durable: the server's store runs at `Sync` durability (the
+            // default; `server::store_options` never changes it), where a commit is
+            // published only once durable.
             direct.answer(store.visible_lsn().get(), failure.as_deref());
             continue;
         }

@@ -485,3 +485,35 @@ fn large_values_and_deletes_take_the_blocking_path_and_errors_end_pipelines_in_o
         assert!(metrics.contains(series), "no {series} in /metrics");
     }
 }
+
+/// A client that pipelines many SETs, closes its sending side and reads its answers only
+/// later: every answer arrives, exactly once, in order, though the server's task may see
+/// the end of input before the sync thread has written them all. (Whether the socket
+/// fills here depends on the kernel's buffer autotuning; the unit tests in
+/// `resp::direct` force a full socket.)
+#[test]
+fn a_client_that_half_closes_still_gets_every_answer() {
+    let dir = tempdir();
+    let s = start(dir.path(), &[]);
+    let c = Conn::open(s.resp.unwrap());
+    let n = 100_000;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend(encode(&[b"SET", format!("h{i}").as_bytes(), b"v"]));
+    }
+    let mut sending = c.r.get_ref().try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        sending.write_all(&batch).unwrap();
+        sending.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    // Answers pile up unread meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = Vec::new();
+    let mut r = c.r;
+    r.read_to_end(&mut all).unwrap();
+    sender.join().unwrap();
+    assert_eq!(all.len(), 5 * n, "{} answers of {n}", all.len() / 5);
+    assert!(all.chunks(5).all(|a| a == b"+OK\r\n"));
+    let mut c = Conn::open(s.resp.unwrap());
+    assert_eq!(c.cmd(&["EXISTS", "h0", &format!("h{}", n - 1)]), Int(2));
+}

@@ -17,7 +17,6 @@
 
 use crate::metrics::Metrics;
 use futures_util::task::AtomicWaker;
-use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Instant;
@@ -75,16 +74,15 @@ impl ConnAnswers {
             match self.sink.try_write(answer) {
                 Ok(n) if n == answer.len() => {}
                 Ok(n) => st.spill.extend_from_slice(&answer[n..]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
-                    st.spill.extend_from_slice(answer);
-                }
-                // The client is gone: its task finds out on its next read or write.
-                Err(_) => {}
+                // A full socket, or another error: the task writes it (and meets the error
+                // itself, ending the connection); dropping it would shift every later answer.
+                Err(_) => st.spill.extend_from_slice(answer),
             }
         } else {
             st.spill.extend_from_slice(answer);
         }
-        let wake = !st.spill.is_empty() || (st.waiting && st.outstanding == 0);
+        // While the task writes spilled bytes it picks up new ones when done: no wake-up.
+        let wake = (!st.spill.is_empty() && !st.draining) || (st.waiting && st.outstanding == 0);
         drop(st);
         if wake {
             self.waker.wake();
@@ -199,13 +197,17 @@ impl DirectAnswers {
         if let Some(message) = failure {
             super::codec::error(&mut error, "ERR", message);
         }
+        let mut timings = Vec::with_capacity(due.len());
         for h in due {
             let ok = h.lsn <= visible;
             h.conn.deliver(if ok { b"+OK\r\n" } else { &error });
-            let status = if ok { 200 } else { 503 };
-            self.metrics
-                .record("resp", "SET", status, h.started.elapsed().as_secs_f64());
+            timings.push((
+                if ok { 200 } else { 503 },
+                h.started.elapsed().as_secs_f64(),
+            ));
         }
+        // One lock of the metrics for the whole group, after the answers are out.
+        self.metrics.record_many("resp", "SET", &timings);
     }
 }
 
@@ -264,7 +266,9 @@ mod tests {
             while at < taken.len() {
                 match sink.try_write(&taken[at..]) {
                     Ok(k) => at += k,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::yield_now()
+                    }
                     Err(e) => panic!("{e}"),
                 }
             }

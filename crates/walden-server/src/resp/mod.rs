@@ -128,11 +128,20 @@ const BUFFER_KEEP_BYTES: usize = 64 << 10;
 /// A plain-TCP connection: its plain `SET`s are answered by the sync thread, through a
 /// second handle on the socket (see `direct`). TLS connections answer everything
 /// themselves (the TLS session lives in the task).
+///
+/// The second handle is a second file descriptor per connection (mind `ulimit -n`); when
+/// none can be had, the connection answers everything itself.
 async fn plain(stream: tokio::net::TcpStream, state: &AppState) -> std::io::Result<()> {
     let socket = stream.into_std()?;
-    let second = socket.try_clone()?;
+    let second = socket.try_clone();
     let stream = tokio::net::TcpStream::from_std(socket)?;
-    connection(stream, state, Some(ConnAnswers::new(Box::new(second)))).await
+    match second {
+        Ok(second) => connection(stream, state, Some(ConnAnswers::new(Box::new(second)))).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "no second socket handle: answers from the task");
+            connection(stream, state, None).await
+        }
+    }
 }
 
 /// Serves one connection: reads commands, runs them in order, writes the answers of all the
@@ -216,17 +225,23 @@ where
         }
         input.reserve(4096);
         let read = tokio::select! {
-            r = io.read_buf(&mut input) => r?,
+            // Spilled answers first: a client that sends without reading must not get
+            // more of its input read while its answers wait.
+            biased;
             bytes = spilled(&direct) => {
                 write_spill(&mut io, &direct, bytes).await?;
                 continue;
             }
+            r = io.read_buf(&mut input) => r?,
             () = stopped(&mut shutdown) => {
                 settle(&mut io, &direct).await?;
                 return io.shutdown().await;
             }
         };
         if read == 0 {
+            // The client closed its side; it may still read: the answers handed over are
+            // written first (a client that is gone makes the write fail, not hang).
+            settle(&mut io, &direct).await?;
             return Ok(());
         }
     }
