@@ -45,6 +45,9 @@ pub struct StoreRecoveryReport {
     pub damaged_checkpoints: Vec<String>,
     /// Log records read per phase (analysis and redo read the same range).
     pub log_records_read: u64,
+    /// Payload bytes of those records: the log behind the newest checkpoint, which counts
+    /// towards the next automatic checkpoint.
+    pub log_bytes_read: u64,
     /// Transactions redone.
     pub transactions_redone: u64,
     /// Transactions discarded (never committed).
@@ -146,6 +149,7 @@ pub(crate) fn recover(
     let mut done = 0u64;
     for rec in wal.read_from(Lsn(start))? {
         let rec = rec?;
+        report.log_bytes_read += rec.data.len() as u64;
         match decode(rec.lsn.get(), &rec.data)? {
             StoreRecord::Writes { txn_id, .. } => {
                 writers.insert(txn_id);

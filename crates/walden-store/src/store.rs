@@ -237,8 +237,9 @@ pub(crate) struct StoreInner {
     visible: RwLock<State>,
     next_txn_id: AtomicU64,
     checkpointing: Mutex<VecDeque<CheckpointMeta>>,
-    /// When the last checkpoint was taken, the log's appended bytes then, and its size in
-    /// bytes (0 until this process takes one).
+    /// When the last checkpoint was taken (or the store opened), the log's appended bytes
+    /// then, the log behind it that recovery replayed, and its size in bytes (the newest
+    /// recovered checkpoint's at open).
     last_checkpoint: Mutex<LastCheckpoint>,
     last_checkpoint_error: Mutex<Option<String>>,
     closed: AtomicBool,
@@ -377,6 +378,10 @@ impl Store {
             last_checkpoint: Mutex::new(LastCheckpoint {
                 at: Instant::now(),
                 log_bytes: bytes_now,
+                // The log written after the newest checkpoint by earlier runs: without it a
+                // store restarted more often than it logs a checkpoint's worth would never
+                // checkpoint again (found in review).
+                carried: recovered.report.log_bytes_read,
                 checkpoint_bytes: newest_checkpoint_bytes,
             }),
             last_checkpoint_error: Mutex::new(None),
@@ -798,6 +803,7 @@ impl StoreInner {
         *lock(&self.last_checkpoint) = LastCheckpoint {
             at: Instant::now(),
             log_bytes: bytes_now,
+            carried: 0,
             checkpoint_bytes,
         };
         Ok(CheckpointInfo {
@@ -939,13 +945,20 @@ fn spawn_ticker(inner: &Arc<StoreInner>) -> Result<Option<JoinHandle<()>>> {
 #[derive(Debug, Clone, Copy)]
 struct LastCheckpoint {
     at: Instant,
+    /// `Wal::bytes_appended` (this process's appends) then.
     log_bytes: u64,
+    /// Log bytes behind the checkpoint from before this process (recovery replayed them).
+    carried: u64,
     checkpoint_bytes: u64,
 }
 
 fn due(inner: &StoreInner) -> bool {
     let last = *lock(&inner.last_checkpoint);
-    let bytes = inner.wal.bytes_appended().saturating_sub(last.log_bytes);
+    let bytes = inner
+        .wal
+        .bytes_appended()
+        .saturating_sub(last.log_bytes)
+        .saturating_add(last.carried);
     let o = &inner.options;
     due_by_size(bytes, o.checkpoint_every_bytes, last.checkpoint_bytes)
         || (o.checkpoint_every.is_some_and(|d| last.at.elapsed() >= d)
