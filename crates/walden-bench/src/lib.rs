@@ -22,7 +22,8 @@
 //!   walden-log appending the same bytes per durable operation; recovery time against log
 //!   length with and without checkpoints (`store_workload`).
 //! - **W7** server: durable single-key writes from 1 to 256 clients over loopback against
-//!   the walden server, Redis (`appendfsync always`, scripts/redis-peer.sh) and PostgreSQL
+//!   the walden server (over HTTP, and over its RESP endpoint with Redis's own client loop),
+//!   Redis (`appendfsync always`, scripts/redis-peer.sh) and PostgreSQL
 //!   (`synchronous_commit=on`), driven the same way (`server_workload`).
 //!
 //! Every figure carries its durability; figures are medians of `--reps` repetitions (run

@@ -476,7 +476,7 @@ impl PgConn {
     }
 }
 
-// ---- the client loop shared by redis and postgresql ----
+// ---- the client loop shared by redis, walden's RESP endpoint and postgresql ----
 
 /// The wire protocol a client loop speaks.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -63,10 +63,12 @@ pub struct ServeArgs {
     /// Versions kept per key for history.
     #[arg(long, default_value_t = ServerLimits::default().history_versions)]
     pub history_versions: usize,
-    /// Automatic checkpoint after this many MiB of log (0: never by size).
+    /// Automatic checkpoint after this many MiB of log at least, or as much log as the last
+    /// checkpoint's size if more (0: never by size).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub checkpoint_every_mib: u64,
-    /// Automatic checkpoint at least this often while anything changes (0: never by time).
+    /// Automatic checkpoint this often while anything changes, once a quarter of the last
+    /// checkpoint's size was logged (0: never by time).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub checkpoint_every_secs: u64,
     /// LSNs of log kept behind the newest checkpoint, so change streams can resume.

@@ -90,9 +90,11 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Size limits.
     pub limits: ServerLimits,
-    /// Automatic checkpoint after this many log bytes (0: never by size).
+    /// Automatic checkpoint after this many log bytes at least, or as many as the last
+    /// checkpoint's size if more (0: never by size; see `StoreOptions`).
     pub checkpoint_every_bytes: u64,
-    /// Automatic checkpoint at least this often while anything changes (None: never by time).
+    /// Automatic checkpoint this often while anything changes, once a quarter of the last
+    /// checkpoint's size was logged (None: never by time).
     pub checkpoint_every: Option<Duration>,
     /// Log kept behind the newest checkpoint, in LSNs, so change streams can resume.
     pub log_retention_lsns: u64,

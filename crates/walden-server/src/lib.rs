@@ -30,9 +30,10 @@
 //! subcommands; this crate's own `walden-server` binary does the same for its tests.
 //!
 //! Modules: `config` (what serve runs with), `server` (start, drain, stop), `routes` (one
-//! file per group of routes), `resp` (the Redis protocol endpoint), `syncer` (the sync thread), `sse` (the change stream), `auth`, `metrics`, `error` (the
-//! JSON error shape), `encoding` (bytes in URLs and JSON), `tls`, `cli` and `client` (the
-//! admin commands), `load` (the load generator).
+//! file per group of routes), `resp` (the Redis protocol endpoint), `syncer` (the sync
+//! thread), `sse` (the change stream), `auth`, `metrics`, `error` (the JSON error shape),
+//! `encoding` (bytes in URLs and JSON), `tls`, `cli` and `client` (the admin commands),
+//! `load` (the load generator).
 
 mod auth;
 mod cli;

@@ -277,8 +277,9 @@ pub async fn serve(
         ),
     }
     if let (Some(task), false) = (resp, resp_done) {
-        // The drain timeout struck first: end its connections, and wait until they have let
-        // go of the store, so that closing it finds it free.
+        // The drain timeout struck first: end the endpoint (its connection tasks are aborted
+        // with it, not awaited: if one still holds the store, `close` syncs instead of
+        // closing, as for an HTTP request that outlived the timeout).
         task.abort();
         let _ = task.await;
     }

@@ -10,6 +10,9 @@
 //!
 //! Asking is one atomic swap when the thread is already busy (the common case under load),
 //! and an unpark (one futex wake) when it sleeps.
+//!
+//! After each sync the thread also writes the `+OK` of every RESP `SET` handed to it whose
+//! commit is now visible (`resp::DirectAnswers::answer`): no task is woken to answer those.
 
 use crate::resp::DirectAnswers;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -26,7 +26,7 @@ use std::time::Instant;
 use walden_store::{Error as StoreError, PendingCommit, Precondition, Store};
 
 /// The namespace a connection starts in.
-pub(crate) const DEFAULT_NAMESPACE: &[u8] = b"default";
+const DEFAULT_NAMESPACE: &[u8] = b"default";
 
 /// One connection's state.
 pub(crate) struct Session {
@@ -180,6 +180,11 @@ async fn dispatch(
     if is("QUIT") {
         codec::simple(out, "OK");
         return Ok(Next::Close);
+    }
+    if is("HELLO") {
+        // RESP2 only, and the same answer before AUTH as after: clients (Lettuce,
+        // go-redis) fall back to RESP2 and AUTH on exactly this error.
+        return Err(syntax("unknown command 'HELLO' (walden speaks RESP2)"));
     }
     if !session.authenticated {
         return Err(ApiError::new(

@@ -6,6 +6,7 @@
 //!
 //! - `codec`: the framing (bounded, incremental parser; reply encoders).
 //! - `commands`: what each command does.
+//! - `direct`: the answers the sync thread writes itself (a plain `SET`'s `+OK`).
 //! - here: accepting (with TLS when configured), the per-connection loop, and shutdown:
 //!   stop accepting, let each connection finish the command it is running, close.
 
@@ -106,7 +107,8 @@ fn limits(state: &AppState) -> FrameLimits {
 /// What a connection that has not authenticated yet may send: small commands only (a
 /// stranger cannot make the server buffer megabytes), but enough for the greetings clients
 /// open with: `HELLO 3 AUTH user token SETNAME name` (7 arguments; go-redis and Lettuce
-/// send it, and fall back to `AUTH` on its error) and a token as long as the server's.
+/// send it, get `-ERR unknown command`, and fall back to `AUTH`) and a token as long as
+/// the server's.
 fn before_auth(state: &AppState) -> FrameLimits {
     let token = state.0.token.as_ref().map_or(0, String::len);
     let bulk = token.max(1024);
@@ -144,8 +146,9 @@ async fn plain(stream: tokio::net::TcpStream, state: &AppState) -> std::io::Resu
     }
 }
 
-/// Serves one connection: reads commands, runs them in order, writes the answers of all the
-/// commands a read brought in one write. Ends when the client closes, on a protocol error
+/// Serves one connection: reads commands, runs them in order, and writes the task's answers
+/// in as few writes as order allows (the ones a read brought, together; before a `SET`
+/// handed to the sync thread; every 64 KiB). Ends when the client closes, on a protocol error
 /// (answered first), on `QUIT`, or at shutdown between commands. With `direct`, a plain
 /// `SET` is handed to the sync thread to answer; every other answer waits until the ones
 /// handed over were written, and none is handed over before the task's own are written.

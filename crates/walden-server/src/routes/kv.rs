@@ -81,7 +81,7 @@ where
 
 /// A commit the store refused for what other commits wrote: a failed precondition or a
 /// write-write conflict.
-pub(crate) fn is_refusal(e: &ApiError) -> bool {
+fn is_refusal(e: &ApiError) -> bool {
     matches!(e.code, "precondition_failed" | "conflict")
 }
 
