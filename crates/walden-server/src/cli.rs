@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// Seconds a RESP connection may stay without AUTH when the server has a token.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub auth_timeout_secs: u64,
 }
 
 impl ServeArgs {
@@ -106,6 +109,7 @@ impl ServeArgs {
             .then(|| Duration::from_secs(self.checkpoint_every_secs));
         c.log_retention_lsns = self.log_retention_lsns;
         c.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
+        c.auth_timeout = Duration::from_secs(self.auth_timeout_secs.max(1));
         c.log_format = self.log_format;
         c.log_level = self.log_level;
         c.validate()?;

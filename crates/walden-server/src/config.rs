@@ -100,6 +100,8 @@ pub struct ServeConfig {
     pub log_retention_lsns: u64,
     /// How long shutdown waits for in-flight requests before closing anyway.
     pub shutdown_timeout: Duration,
+    /// How long a RESP connection may stay without `AUTH` when the server has a token.
+    pub auth_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log level: error, warn, info, debug or trace.
@@ -119,6 +121,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("checkpoint_every", &self.checkpoint_every)
             .field("log_retention_lsns", &self.log_retention_lsns)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("auth_timeout", &self.auth_timeout)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .finish()
@@ -139,6 +142,7 @@ impl ServeConfig {
             checkpoint_every: Some(Duration::from_secs(300)),
             log_retention_lsns: 100_000,
             shutdown_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: tracing::Level::INFO,
         }

@@ -221,7 +221,12 @@ pub async fn serve(
             c.alpn_protocols.clear();
             Arc::new(c)
         });
-        tokio::spawn(crate::resp::serve(l, tls, app.state().clone()))
+        tokio::spawn(crate::resp::serve(
+            l,
+            tls,
+            app.state().clone(),
+            config.auth_timeout,
+        ))
     });
     let mut resp_done = resp.is_none();
     let (fired_tx, mut fired) = watch::channel(false);

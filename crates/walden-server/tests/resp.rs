@@ -521,3 +521,36 @@ fn a_client_that_half_closes_still_gets_every_answer() {
     let mut c = Conn::open(s.resp.unwrap());
     assert_eq!(c.cmd(&["EXISTS", "h0", &format!("h{}", n - 1)]), Int(2));
 }
+
+/// With a token, a connection that has not authenticated within `--auth-timeout-secs` is
+/// told so and closed; an authenticated one may stay idle.
+#[test]
+fn a_stranger_who_does_not_authenticate_is_disconnected() {
+    let dir = tempdir();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "tok").unwrap();
+    let s = start(
+        &dir.path().join("data"),
+        &[
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--auth-timeout-secs",
+            "1",
+        ],
+    );
+    let addr = s.resp.unwrap();
+    let mut idle = Conn::open(addr);
+    let mut member = Conn::open(addr);
+    assert_eq!(member.cmd(&["AUTH", "tok"]), ok());
+    let t0 = std::time::Instant::now();
+    let r = idle.read();
+    assert!(error_starts(&r, "ERR authentication timed out"), "{r:?}");
+    assert!(idle.closed());
+    let waited = t0.elapsed();
+    assert!(
+        (Duration::from_millis(500)..Duration::from_secs(10)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(member.cmd(&["PING"]), Simple("PONG".into()));
+}

@@ -38,6 +38,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
+    auth_timeout: Duration,
 ) {
     let mut shutdown = state.0.shutdown.clone();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -58,9 +59,9 @@ pub(crate) async fn serve(
                 let (state, acceptor) = (state.clone(), acceptor.clone());
                 connections.spawn(async move {
                     let result = match acceptor {
-                        None => plain(stream, &state).await,
+                        None => plain(stream, &state, auth_timeout).await,
                         Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                            Ok(Ok(tls)) => connection(tls, &state, None).await,
+                            Ok(Ok(tls)) => connection(tls, &state, None, auth_timeout).await,
                             Ok(Err(e)) => Err(e),
                             Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
                         },
@@ -133,15 +134,22 @@ const BUFFER_KEEP_BYTES: usize = 64 << 10;
 ///
 /// The second handle is a second file descriptor per connection (mind `ulimit -n`); when
 /// none can be had, the connection answers everything itself.
-async fn plain(stream: tokio::net::TcpStream, state: &AppState) -> std::io::Result<()> {
+async fn plain(
+    stream: tokio::net::TcpStream,
+    state: &AppState,
+    auth_timeout: Duration,
+) -> std::io::Result<()> {
     let socket = stream.into_std()?;
     let second = socket.try_clone();
     let stream = tokio::net::TcpStream::from_std(socket)?;
     match second {
-        Ok(second) => connection(stream, state, Some(ConnAnswers::new(Box::new(second)))).await,
+        Ok(second) => {
+            let direct = Some(ConnAnswers::new(Box::new(second)));
+            connection(stream, state, direct, auth_timeout).await
+        }
         Err(e) => {
             tracing::debug!(error = %e, "no second socket handle: answers from the task");
-            connection(stream, state, None).await
+            connection(stream, state, None, auth_timeout).await
         }
     }
 }
@@ -156,6 +164,7 @@ async fn connection<S>(
     mut io: S,
     state: &AppState,
     direct: Option<Arc<ConnAnswers>>,
+    auth_timeout: Duration,
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -168,6 +177,9 @@ where
     let mut start = 0;
     let mut out = Vec::with_capacity(256);
     let mut ranges = Vec::new();
+    // A connection that has not authenticated by then is closed (`--auth-timeout-secs`): a
+    // stranger cannot hold connections open.
+    let auth_deadline = tokio::time::Instant::now() + auth_timeout;
     loop {
         let mut next = Next::Continue;
         // Every whole command the input holds, in order; shutdown stops before the next.
@@ -236,6 +248,11 @@ where
                 continue;
             }
             r = io.read_buf(&mut input) => r?,
+            () = tokio::time::sleep_until(auth_deadline), if !session.authenticated() => {
+                codec::error(&mut out, "ERR", "authentication timed out: AUTH <token> first");
+                flush(&mut io, &mut out).await?;
+                return io.shutdown().await;
+            }
             () = stopped(&mut shutdown) => {
                 settle(&mut io, &direct).await?;
                 return io.shutdown().await;
