@@ -37,6 +37,19 @@ struct RequestHistogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), RequestHistogram>>,
+    /// Open RESP connections.
+    resp_connections: std::sync::atomic::AtomicU64,
+}
+
+/// Counts one open RESP connection while it lives.
+pub(crate) struct ConnectionCount<'m>(&'m Metrics);
+
+impl Drop for ConnectionCount<'_> {
+    fn drop(&mut self) {
+        self.0
+            .resp_connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Methods are a closed set in labels, so garbage methods cannot grow the map.
@@ -57,6 +70,13 @@ impl Metrics {
     pub(crate) fn counts(&self) -> BTreeMap<(&'static str, &'static str, u16), u64> {
         let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, h)| (*k, h.count)).collect()
+    }
+
+    /// Counts a RESP connection until the returned guard drops.
+    pub(crate) fn resp_connection(&self) -> ConnectionCount<'_> {
+        self.resp_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ConnectionCount(self)
     }
 
     /// Counts one request to `route` (a template of [`crate::ROUTES`]).
@@ -276,6 +296,17 @@ pub fn render(state: &AppState, log_size_bytes: u64) -> String {
         "gauge",
         "Sum over change streams of their distance to the durable end of the log.",
         sum_lag,
+    );
+    gauge(
+        &mut out,
+        "walden_resp_connections",
+        "gauge",
+        "Open connections to the RESP endpoint.",
+        state
+            .0
+            .metrics
+            .resp_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     gauge(
         &mut out,

@@ -554,3 +554,32 @@ fn a_stranger_who_does_not_authenticate_is_disconnected() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(member.cmd(&["PING"]), Simple("PONG".into()));
 }
+
+/// `walden_resp_connections` counts the open RESP connections.
+#[test]
+fn open_connections_are_in_the_metrics() {
+    let dir = tempdir();
+    let s = start(dir.path(), &[]);
+    let gauge = || {
+        let text = call("GET", &s.url("/metrics"), None, &[]).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("walden_resp_connections "))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+            .expect("no walden_resp_connections in /metrics")
+    };
+    assert_eq!(gauge(), 0);
+    let mut conns: Vec<Conn> = (0..3).map(|_| Conn::open(s.resp.unwrap())).collect();
+    for c in &mut conns {
+        assert_eq!(c.cmd(&["PING"]), Simple("PONG".into()));
+    }
+    assert_eq!(gauge(), 3);
+    drop(conns);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while gauge() != 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "closed connections still counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

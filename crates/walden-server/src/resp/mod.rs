@@ -169,6 +169,7 @@ async fn connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let _counted = state.0.metrics.resp_connection();
     let authenticated_limits = limits(state);
     let stranger_limits = before_auth(state);
     let mut shutdown = state.0.shutdown.clone();
