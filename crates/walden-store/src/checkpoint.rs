@@ -191,8 +191,8 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Reads and fully verifies a checkpoint.
-pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(Map, CheckpointMeta)> {
+/// Reads and fully verifies a checkpoint: its state, its metadata and its size in bytes.
+pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(Map, CheckpointMeta, u64)> {
     let bad = |reason: &str| Error::CorruptCheckpoint {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -262,7 +262,7 @@ pub(crate) fn read(storage: &dyn Storage, path: &Path) -> Result<(Map, Checkpoin
     if map.len() as u64 != entries {
         return Err(bad("entry count mismatch"));
     }
-    Ok((map, meta))
+    Ok((map, meta, len))
 }
 
 fn decode_block(block: &[u8], map: &mut Map) -> Option<()> {

@@ -48,6 +48,9 @@ pub struct StoreRecoveryReport {
     /// Payload bytes of those records: the log behind the newest checkpoint, which counts
     /// towards the next automatic checkpoint.
     pub log_bytes_read: u64,
+    /// Size in bytes of the checkpoint recovery started from (0: none): the next
+    /// size-triggered checkpoint's interval.
+    pub checkpoint_bytes: u64,
     /// Transactions redone.
     pub transactions_redone: u64,
     /// Transactions discarded (never committed).
@@ -76,9 +79,10 @@ pub(crate) fn load_checkpoint(
     let mut damaged = Vec::new();
     for (_, path) in checkpoint::list(storage, dir)? {
         match checkpoint::read(storage, &path) {
-            Ok((map, meta)) => {
+            Ok((map, meta, bytes)) => {
                 kept.push(meta);
                 if found.is_none() {
+                    report.checkpoint_bytes = bytes;
                     found = Some((map, meta));
                 }
             }

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use walden_log::storage::{OpenMode, StdStorage, Storage};
+use walden_log::storage::{StdStorage, Storage};
 use walden_log::waiters::{Mark, Waiters};
 use walden_log::{Durability, Lsn, Wal};
 
@@ -334,18 +334,6 @@ impl Store {
             progress,
         )?;
         let bytes_now = wal.bytes_appended();
-        // The newest checkpoint's size sets the next size-triggered one's interval (see
-        // `checkpoint_every_bytes`); unreadable: as if none.
-        let newest_checkpoint_bytes = recovered
-            .kept_checkpoints
-            .iter()
-            .map(|m| m.checkpoint_lsn)
-            .max()
-            .and_then(|lsn| {
-                let path = checkpoint_dir.join(checkpoint::file_name(lsn));
-                storage.open(&path, OpenMode::Read).ok()?.len().ok()
-            })
-            .unwrap_or(0);
         let state = Table::open(
             recovered.map,
             recovered.lsn,
@@ -382,7 +370,8 @@ impl Store {
                 // store restarted more often than it logs a checkpoint's worth would never
                 // checkpoint again (found in review).
                 carried: recovered.report.log_bytes_read,
-                checkpoint_bytes: newest_checkpoint_bytes,
+                // Sets the next size-triggered checkpoint's interval.
+                checkpoint_bytes: recovered.report.checkpoint_bytes,
             }),
             last_checkpoint_error: Mutex::new(None),
             closed: AtomicBool::new(false),

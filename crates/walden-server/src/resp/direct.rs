@@ -27,7 +27,11 @@ pub(crate) trait AnswerSink: Send + Sync {
     fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize>;
 }
 
-impl AnswerSink for std::net::TcpStream {
+/// A socket written through a shared reference (`TcpStream`; `UnixStream` in the tests).
+impl<T: Send + Sync> AnswerSink for T
+where
+    for<'a> &'a T: std::io::Write,
+{
     fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
         std::io::Write::write(&mut &*self, bytes)
     }
@@ -217,12 +221,6 @@ mod tests {
     use super::*;
     use std::io::Read as _;
     use std::os::unix::net::UnixStream;
-
-    impl AnswerSink for UnixStream {
-        fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
-            std::io::Write::write(&mut &*self, bytes)
-        }
-    }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
