@@ -292,7 +292,7 @@ fn decode_block(block: &[u8], map: &mut Map) -> Option<()> {
             older.extend(current.replace(v));
         }
         let chain = Chain::from_versions(older, current?)?;
-        map.insert(EntryKey { ns, key }, chain);
+        map.insert(EntryKey::new(ns, key), chain);
     }
     Some(())
 }

@@ -155,7 +155,7 @@ impl Table {
 
 /// The newest version of a key in `map`, visible or not yet (0 versions: `None`).
 pub(crate) fn newest<'m>(map: &'m Map, ns: &[u8], key: &[u8]) -> Option<&'m Version> {
-    map.get(&KeyRef { ns, key } as &dyn KeyPair)
+    map.get(&KeyRef::new(ns, key) as &dyn KeyPair)
         .map(Chain::newest)
 }
 
@@ -179,10 +179,7 @@ pub(crate) fn apply(
     // One descent of the tree whether the key is new or not (a lookup, then an insert for
     // a new key, were two); the owned key costs two reference counts, dropped at once when
     // the key is there.
-    let key = EntryKey {
-        ns: w.ns.clone(),
-        key: w.key.clone(),
-    };
+    let key = EntryKey::new(w.ns.clone(), w.key.clone());
     match map.entry(key) {
         Entry::Occupied(mut entry) => {
             let chain = entry.get_mut();
@@ -230,7 +227,7 @@ impl State {
     /// A key's version in this state (a tombstone if deleted), if it existed.
     pub fn get(&self, ns: &[u8], key: &[u8]) -> Option<Version> {
         let map = self.table().read();
-        let chain = map.get(&KeyRef { ns, key } as &dyn KeyPair)?;
+        let chain = map.get(&KeyRef::new(ns, key) as &dyn KeyPair)?;
         chain.at(self.lsn()).cloned()
     }
 
@@ -242,7 +239,7 @@ impl State {
     /// A key's last `history_versions` versions in this state, oldest first.
     pub fn history(&self, ns: &[u8], key: &[u8]) -> Vec<Version> {
         let map = self.table().read();
-        map.get(&KeyRef { ns, key } as &dyn KeyPair)
+        map.get(&KeyRef::new(ns, key) as &dyn KeyPair)
             .map(|c| {
                 c.history_at(self.lsn(), self.table().history)
                     .cloned()
@@ -261,20 +258,11 @@ impl State {
         reverse: bool,
         limit: usize,
     ) -> Vec<(Bytes, Version)> {
-        let lo = EntryKey {
-            ns: ns.into(),
-            key: start.unwrap_or_default().into(),
-        };
+        let lo = EntryKey::new(ns.into(), start.unwrap_or_default().into());
         // Past the namespace: (ns + [0], "") is the first pair after every key of `ns`.
         let hi = match end {
-            Some(key) => EntryKey {
-                ns: lo.ns.clone(),
-                key: key.into(),
-            },
-            None => EntryKey {
-                ns: [ns, &[0]].concat().into(),
-                key: Bytes::from(&[][..]),
-            },
+            Some(key) => EntryKey::new(lo.ns.clone(), key.into()),
+            None => EntryKey::new([ns, &[0]].concat().into(), Bytes::from(&[][..])),
         };
         let mut out = Vec::new();
         if lo >= hi {
@@ -434,10 +422,7 @@ mod tests {
         drop(s1);
         table.apply([put(b"ns", b"k", b"7")].iter(), 8, 0);
         let map = table.read();
-        let chain = map.get(&KeyRef {
-            ns: b"ns",
-            key: b"k",
-        } as &dyn KeyPair);
+        let chain = map.get(&KeyRef::new(b"ns", b"k") as &dyn KeyPair);
         assert_eq!(
             chain.map(Chain::len),
             Some(3),
