@@ -84,6 +84,11 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// [`stopped`], owning its receiver, to be kept across the connection loop's iterations.
+async fn stopped_owned(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    stopped(&mut shutdown).await;
+}
+
 /// What an authenticated connection may send: an argument as large as the largest of the
 /// value, key and namespace limits; a command as large as one value with its key and
 /// namespace, or as a JSON transaction body (`--max-body-bytes`, for `DEL` and `EXISTS`
@@ -172,7 +177,7 @@ where
     let _counted = state.0.metrics.resp_connection();
     let authenticated_limits = limits(state);
     let stranger_limits = before_auth(state);
-    let mut shutdown = state.0.shutdown.clone();
+    let shutdown = state.0.shutdown.clone();
     let mut session = Session::new(state);
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut start = 0;
@@ -180,7 +185,12 @@ where
     let mut ranges = Vec::new();
     // A connection that has not authenticated by then is closed (`--auth-timeout-secs`): a
     // stranger cannot hold connections open.
-    let auth_deadline = tokio::time::Instant::now() + auth_timeout;
+    let auth_timer = tokio::time::sleep(auth_timeout);
+    // Made once, not per read: a shutdown future made and dropped for every command
+    // registered and unregistered itself with the shared shutdown signal each time (two
+    // locks of a mutex every connection shares, per command; the W7 profile).
+    let stop = stopped_owned(state.0.shutdown.clone());
+    tokio::pin!(auth_timer, stop);
     loop {
         let mut next = Next::Continue;
         // Every whole command the input holds, in order; shutdown stops before the next.
@@ -249,12 +259,12 @@ where
                 continue;
             }
             r = io.read_buf(&mut input) => r?,
-            () = tokio::time::sleep_until(auth_deadline), if !session.authenticated() => {
+            () = &mut auth_timer, if !session.authenticated() => {
                 codec::error(&mut out, "ERR", "authentication timed out: AUTH <token> first");
                 flush(&mut io, &mut out).await?;
                 return io.shutdown().await;
             }
-            () = stopped(&mut shutdown) => {
+            () = &mut stop => {
                 settle(&mut io, &direct).await?;
                 return io.shutdown().await;
             }
