@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// Seconds a RESP connection may stay without AUTH when the server has a token.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub auth_timeout_secs: u64,
+    /// Most connections open at once, HTTP and RESP together (each plain RESP connection
+    /// holds two file descriptors). Past it, RESP answers "-ERR max number of clients
+    /// reached" and HTTP answers 503, and the connection is closed.
+    #[arg(long, value_name = "N", default_value_t = ServeConfig::new("").max_connections)]
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -110,6 +115,7 @@ impl ServeArgs {
         c.log_retention_lsns = self.log_retention_lsns;
         c.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         c.auth_timeout = Duration::from_secs(self.auth_timeout_secs.max(1));
+        c.max_connections = self.max_connections;
         c.log_format = self.log_format;
         c.log_level = self.log_level;
         c.validate()?;

@@ -102,6 +102,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// How long a RESP connection may stay without `AUTH` when the server has a token.
     pub auth_timeout: Duration,
+    /// Most connections open at once, HTTP and RESP together; more are told the server is
+    /// full and closed (see `connections`).
+    pub max_connections: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Log level: error, warn, info, debug or trace.
@@ -122,6 +125,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("log_retention_lsns", &self.log_retention_lsns)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("auth_timeout", &self.auth_timeout)
+            .field("max_connections", &self.max_connections)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .finish()
@@ -143,6 +147,7 @@ impl ServeConfig {
             log_retention_lsns: 100_000,
             shutdown_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(10),
+            max_connections: 4096,
             log_format: LogFormat::Human,
             log_level: tracing::Level::INFO,
         }
@@ -176,6 +181,7 @@ impl ServeConfig {
             ("--max-txn-bytes", l.txn_bytes_max),
             ("--max-txn-ops", l.txn_ops_max),
             ("--max-scan-items", l.scan_items_max),
+            ("--max-connections", self.max_connections),
             ("--history-versions", l.history_versions),
         ] {
             if v == 0 {

@@ -39,6 +39,7 @@ mod auth;
 mod cli;
 mod client;
 mod config;
+mod connections;
 mod encoding;
 mod error;
 mod load;

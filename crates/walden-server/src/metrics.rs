@@ -2,6 +2,7 @@
 //! request latency histogram per route, and the log's own counters and histograms
 //! (walden-log `StatsSnapshot`) read at scrape time.
 
+use crate::connections::Endpoint;
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -37,19 +38,6 @@ struct RequestHistogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), RequestHistogram>>,
-    /// Open RESP connections.
-    resp_connections: std::sync::atomic::AtomicU64,
-}
-
-/// Counts one open RESP connection while it lives.
-pub(crate) struct ConnectionCount<'m>(&'m Metrics);
-
-impl Drop for ConnectionCount<'_> {
-    fn drop(&mut self) {
-        self.0
-            .resp_connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Methods are a closed set in labels, so garbage methods cannot grow the map.
@@ -70,13 +58,6 @@ impl Metrics {
     pub(crate) fn counts(&self) -> BTreeMap<(&'static str, &'static str, u16), u64> {
         let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, h)| (*k, h.count)).collect()
-    }
-
-    /// Counts a RESP connection until the returned guard drops.
-    pub(crate) fn resp_connection(&self) -> ConnectionCount<'_> {
-        self.resp_connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ConnectionCount(self)
     }
 
     /// Counts one request to `route` (a template of [`crate::ROUTES`]).
@@ -150,6 +131,22 @@ fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     let _ = writeln!(out, "{name} {value}");
+}
+
+/// One metric with one label, a sample per label value.
+fn labelled<const N: usize>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    samples: [(&str, u64); N],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (value, sample) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {sample}");
+    }
 }
 
 /// Renders every metric.
@@ -297,16 +294,35 @@ pub fn render(state: &AppState, log_size_bytes: u64) -> String {
         "Sum over change streams of their distance to the durable end of the log.",
         sum_lag,
     );
+    let connections = &state.0.connections;
     gauge(
         &mut out,
         "walden_resp_connections",
         "gauge",
         "Open connections to the RESP endpoint.",
-        state
-            .0
-            .metrics
-            .resp_connections
-            .load(std::sync::atomic::Ordering::Relaxed),
+        connections.open_on(Endpoint::Resp),
+    );
+    gauge(
+        &mut out,
+        "walden_http_connections",
+        "gauge",
+        "Open connections to the HTTP endpoint.",
+        connections.open_on(Endpoint::Http),
+    );
+    gauge(
+        &mut out,
+        "walden_connections_max",
+        "gauge",
+        "Most connections open at once, both endpoints together (--max-connections).",
+        connections.max(),
+    );
+    labelled(
+        &mut out,
+        "walden_connections_refused_total",
+        "counter",
+        "Connections told the server was full (--max-connections) and closed.",
+        "endpoint",
+        Endpoint::ALL.map(|e| (e.label(), connections.refused_on(e))),
     );
     gauge(
         &mut out,

@@ -7,9 +7,10 @@
 //! without waiting (aborts of spilled transactions).
 
 use crate::config::ServeConfig;
+use crate::connections::CountedListener;
+use crate::routes::MakeAppService;
 use crate::state::AppState;
 use anyhow::Context as _;
-use axum::ServiceExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
@@ -39,6 +40,7 @@ impl App {
             config.token.clone(),
             stopped,
             config.data_dir.clone(),
+            config.max_connections,
         )
         .context("starting the sync thread")?;
         Ok(App { state, stop })
@@ -237,11 +239,14 @@ pub async fn serve(
         let _ = stop.send(true);
         let _ = fired_tx.send(true);
     };
+    let connections = app.state().0.connections.clone();
+    let make = MakeAppService(service);
     let serving = async move {
         let http = match tls {
             Some(tls) => {
                 let listener = crate::tls::TlsListener::new(listener, tls)?;
-                axum::serve(listener, service.into_make_service())
+                let listener = CountedListener::new(listener, connections);
+                axum::serve(listener, make)
                     .with_graceful_shutdown(signal)
                     .await
             }
@@ -250,7 +255,8 @@ pub async fn serve(
                 let listener = listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(listener, service.into_make_service())
+                let listener = CountedListener::new(listener, connections);
+                axum::serve(listener, make)
                     .with_graceful_shutdown(signal)
                     .await
             }

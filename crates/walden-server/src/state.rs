@@ -2,6 +2,7 @@
 //! subscribers and the shutdown signal.
 
 use crate::config::ServerLimits;
+use crate::connections::Connections;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::resp::DirectAnswers;
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub syncer: Syncer,
     /// Answers the sync thread writes itself (RESP, see `resp::direct`).
     pub direct: Arc<DirectAnswers>,
+    /// Open connections against `--max-connections`.
+    pub connections: Arc<Connections>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
         token: Option<String>,
         shutdown: watch::Receiver<bool>,
         data_dir: PathBuf,
+        max_connections: usize,
     ) -> std::io::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let direct = Arc::new(DirectAnswers::new(metrics.clone()));
@@ -63,6 +67,7 @@ impl AppState {
             token,
             shutdown,
             data_dir,
+            connections: Connections::new(max_connections),
         })))
     }
 

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (until SIGTERM or Ctrl-C).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show a running server's status.
     Status(StatusArgs),
     /// Make a running server take a checkpoint now.

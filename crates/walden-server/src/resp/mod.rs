@@ -16,6 +16,7 @@ mod direct;
 
 pub(crate) use direct::DirectAnswers;
 
+use crate::connections::Endpoint;
 use crate::state::AppState;
 use codec::{FrameLimits, ProtocolError};
 use commands::{Next, Session};
@@ -56,11 +57,15 @@ pub(crate) async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let slot = state.0.connections.open(Endpoint::Resp);
                 let (state, acceptor) = (state.clone(), acceptor.clone());
                 connections.spawn(async move {
+                    let admitted = slot.admitted();
                     let result = match acceptor {
+                        None if !admitted => refuse(stream).await,
                         None => plain(stream, &state, auth_timeout).await,
                         Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
+                            Ok(Ok(tls)) if !admitted => refuse(tls).await,
                             Ok(Ok(tls)) => connection(tls, &state, None, auth_timeout).await,
                             Ok(Err(e)) => Err(e),
                             Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
@@ -76,6 +81,18 @@ pub(crate) async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Tells a connection past `--max-connections` so, in Redis's words, and closes it.
+async fn refuse<S: AsyncWrite + Unpin>(mut io: S) -> std::io::Result<()> {
+    let told = async {
+        io.write_all(b"-ERR max number of clients reached\r\n")
+            .await?;
+        io.shutdown().await
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, told)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("refusal not read in time")))
 }
 
 /// Completes once the server shuts down (the guard `wait_for` returns is dropped here: it
@@ -174,7 +191,6 @@ async fn connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _counted = state.0.metrics.resp_connection();
     let authenticated_limits = limits(state);
     let stranger_limits = before_auth(state);
     let shutdown = state.0.shutdown.clone();
