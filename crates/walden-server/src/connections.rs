@@ -1,12 +1,17 @@
 //! The connection limit (`--max-connections`), shared by the HTTP and RESP endpoints.
 //!
-//! Every accepted connection is counted while it is open. One accepted while the server
-//! already holds `max` is told so and closed instead of served: RESP answers
-//! `-ERR max number of clients reached` (Redis's words, which clients recognise); HTTP
-//! answers its first request `503` with a JSON error and `Connection: close`. Either way
-//! the client learns why at once, rather than hanging in the kernel's accept queue, and a
-//! runaway client cannot take every file descriptor (a plain RESP connection holds two)
-//! from the agents already connected.
+//! Every connection is counted from the moment it is accepted (before a TLS handshake)
+//! until it closes. One accepted while `max` others are admitted is refused: told so in
+//! its endpoint's words, then closed within [`REFUSAL_DEADLINE`] (RESP: `-ERR max number
+//! of clients reached`, as Redis says it; HTTP: `503` with a JSON error and
+//! `Connection: close`, written without handing the connection to hyper). The client
+//! learns why at once instead of hanging in the kernel's accept queue, and a runaway
+//! client cannot take every file descriptor from the agents already connected.
+//!
+//! Refused connections never count against `max`: were they to, a client holding refused
+//! sockets open would lock everyone out. They are bounded on their own: at most
+//! [`REFUSING_MAX`] are being told at once, each for at most [`REFUSAL_DEADLINE`]; past
+//! that a new one is closed at once without a word.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -14,7 +19,17 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+
+/// Most refused connections being told so at once.
+pub(crate) const REFUSING_MAX: u64 = 64;
+
+/// How long a refused connection may take (its TLS handshake, the answer, the close).
+pub(crate) const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What a refused RESP connection is told (Redis's words).
+pub(crate) const RESP_REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// The endpoint a connection came in on (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,47 +53,89 @@ impl Endpoint {
     }
 }
 
+/// What becomes of a connection just accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Served.
+    Admitted,
+    /// Told the server is full, then closed.
+    Refused,
+    /// Closed at once: too many are being refused already.
+    Dropped,
+}
+
 /// Open connections, counted against the limit.
 #[derive(Debug)]
 pub(crate) struct Connections {
     max: u64,
-    /// Open connections, admitted or not (both endpoints).
-    open: AtomicU64,
-    /// Open connections per endpoint, admitted or not.
-    open_by: [AtomicU64; 2],
-    /// Connections refused per endpoint since start.
+    /// Admitted connections open (both endpoints).
+    admitted: AtomicU64,
+    /// Admitted connections open, per endpoint.
+    admitted_by: [AtomicU64; 2],
+    /// Refused connections being told so.
+    refusing: AtomicU64,
+    /// Connections refused (told or dropped) per endpoint since start.
     refused_by: [AtomicU64; 2],
+    /// When a refusal was last logged, in milliseconds after `started` (at most one log
+    /// line a second: refusals come in floods).
+    last_logged_ms: AtomicU64,
+    started: Instant,
+    /// The HTTP answer of a refused connection.
+    http_refusal: Arc<[u8]>,
 }
 
 impl Connections {
     pub(crate) fn new(max: usize) -> Arc<Connections> {
         Arc::new(Connections {
             max: max as u64,
-            open: AtomicU64::new(0),
-            open_by: Default::default(),
+            admitted: AtomicU64::new(0),
+            admitted_by: Default::default(),
+            refusing: AtomicU64::new(0),
             refused_by: Default::default(),
+            last_logged_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            http_refusal: http_refusal(max).into(),
         })
     }
 
-    /// Counts a connection just accepted on `endpoint` until the slot drops. It is
-    /// admitted when fewer than `max` others were open; a refused one still counts while
-    /// it is being told so.
+    /// Counts a connection just accepted on `endpoint` until the slot drops.
     pub(crate) fn open(self: &Arc<Self>, endpoint: Endpoint) -> Slot {
-        let before = self.open.fetch_add(1, Relaxed);
-        self.open_by[endpoint.index()].fetch_add(1, Relaxed);
-        let admitted = before < self.max;
-        if !admitted {
+        let admission = if self.admitted.fetch_add(1, Relaxed) < self.max {
+            self.admitted_by[endpoint.index()].fetch_add(1, Relaxed);
+            Admission::Admitted
+        } else {
+            self.admitted.fetch_sub(1, Relaxed);
             self.refused_by[endpoint.index()].fetch_add(1, Relaxed);
-            tracing::warn!(
-                endpoint = endpoint.label(),
-                max = self.max,
-                "connection refused: --max-connections reached"
-            );
-        }
+            self.log_refusal(endpoint);
+            if self.refusing.fetch_add(1, Relaxed) < REFUSING_MAX {
+                Admission::Refused
+            } else {
+                self.refusing.fetch_sub(1, Relaxed);
+                Admission::Dropped
+            }
+        };
         Slot {
             connections: self.clone(),
             endpoint,
-            admitted,
+            admission,
+        }
+    }
+
+    fn log_refusal(&self, endpoint: Endpoint) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_logged_ms.load(Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .last_logged_ms
+                .compare_exchange(last, now.max(1), Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                endpoint = endpoint.label(),
+                max = self.max,
+                refused_total = self.refused_on(endpoint),
+                "refusing connections: --max-connections reached (logged at most once a second)"
+            );
         }
     }
 
@@ -86,15 +143,54 @@ impl Connections {
         self.max
     }
 
-    /// Open connections on `endpoint` now.
+    /// Admitted connections open on `endpoint` now.
     pub(crate) fn open_on(&self, endpoint: Endpoint) -> u64 {
-        self.open_by[endpoint.index()].load(Relaxed)
+        self.admitted_by[endpoint.index()].load(Relaxed)
     }
 
     /// Connections refused on `endpoint` since start.
     pub(crate) fn refused_on(&self, endpoint: Endpoint) -> u64 {
         self.refused_by[endpoint.index()].load(Relaxed)
     }
+
+    /// The HTTP answer of a refused connection.
+    pub(crate) fn http_refusal(&self) -> Arc<[u8]> {
+        self.http_refusal.clone()
+    }
+}
+
+/// A `503` with the JSON error every other refusal has (docs/API.md), closing the
+/// connection. Written by hand because hyper never sees a refused connection.
+fn http_refusal(max: usize) -> Vec<u8> {
+    let error = crate::error::ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_connections",
+        format!("the server holds its most connections (--max-connections {max}); retry later"),
+    );
+    let body = error.body().to_string();
+    let mut out = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Tells a refused connection `answer` and closes it, within [`REFUSAL_DEADLINE`]. The
+/// close lingers: what the client sent is read until it closes too, since closing with
+/// unread input makes the kernel reset the connection, and a reset can overtake the
+/// answer on its way.
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, answer: &[u8]) {
+    let told = async {
+        io.write_all(answer).await?;
+        io.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while io.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_DEADLINE, told).await;
 }
 
 /// One counted connection; dropping it (the connection closed) frees its place.
@@ -102,20 +198,28 @@ impl Connections {
 pub(crate) struct Slot {
     connections: Arc<Connections>,
     endpoint: Endpoint,
-    admitted: bool,
+    admission: Admission,
 }
 
 impl Slot {
-    /// Whether the connection is to be served (else it is told the server is full).
-    pub(crate) fn admitted(&self) -> bool {
-        self.admitted
+    pub(crate) fn admission(&self) -> Admission {
+        self.admission
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.connections.open.fetch_sub(1, Relaxed);
-        self.connections.open_by[self.endpoint.index()].fetch_sub(1, Relaxed);
+        let c = &self.connections;
+        match self.admission {
+            Admission::Admitted => {
+                c.admitted.fetch_sub(1, Relaxed);
+                c.admitted_by[self.endpoint.index()].fetch_sub(1, Relaxed);
+            }
+            Admission::Refused => {
+                c.refusing.fetch_sub(1, Relaxed);
+            }
+            Admission::Dropped => {}
+        }
     }
 }
 
@@ -123,12 +227,14 @@ impl Drop for Slot {
 #[derive(Debug)]
 pub(crate) struct Counted<S> {
     io: S,
-    slot: Slot,
+    /// Held, not read: its drop frees the place.
+    _slot: Slot,
 }
 
 impl<S> Counted<S> {
-    pub(crate) fn admitted(&self) -> bool {
-        self.slot.admitted()
+    /// `io`, counted by `slot` (admitted).
+    pub(crate) fn new(io: S, slot: Slot) -> Self {
+        Counted { io, _slot: slot }
     }
 }
 
@@ -172,7 +278,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// An axum listener whose connections are counted (HTTP).
+/// An axum listener of plain-TCP HTTP connections that counts them; refused ones are told
+/// so here, and never reach hyper.
 #[derive(Debug)]
 pub(crate) struct CountedListener<L> {
     inner: L,
@@ -194,9 +301,21 @@ where
     type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.inner.accept().await;
-        let slot = self.connections.open(Endpoint::Http);
-        (Counted { io, slot }, addr)
+        loop {
+            let (io, addr) = self.inner.accept().await;
+            let slot = self.connections.open(Endpoint::Http);
+            match slot.admission() {
+                Admission::Admitted => return (Counted::new(io, slot), addr),
+                Admission::Refused => {
+                    let answer = self.connections.http_refusal();
+                    tokio::spawn(async move {
+                        refuse(io, &answer).await;
+                        drop(slot);
+                    });
+                }
+                Admission::Dropped => drop(io),
+            }
+        }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
@@ -206,28 +325,56 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The limit admits `max` connections, refuses the next, counts the refused one while
-    /// it is open, and admits again once one closed.
+    /// The limit admits `max` connections and refuses the next ones without counting them
+    /// against it: once an admitted one closes, the next is admitted even while refused
+    /// ones are still open. Past `REFUSING_MAX` refusals at once, new ones are dropped.
     #[test]
-    fn admits_up_to_max_then_refuses_until_one_closes() {
+    fn admits_up_to_max_refuses_apart_and_bounds_the_refusals() {
         let c = Connections::new(2);
         let a = c.open(Endpoint::Http);
         let b = c.open(Endpoint::Resp);
-        let refused = c.open(Endpoint::Resp);
-        assert!(a.admitted() && b.admitted());
-        assert!(!refused.admitted());
+        assert_eq!(a.admission(), Admission::Admitted);
+        assert_eq!(b.admission(), Admission::Admitted);
+        let refused: Vec<Slot> = (0..REFUSING_MAX).map(|_| c.open(Endpoint::Resp)).collect();
+        assert!(refused.iter().all(|s| s.admission() == Admission::Refused));
+        assert_eq!(c.open(Endpoint::Http).admission(), Admission::Dropped);
         assert_eq!(
             (c.open_on(Endpoint::Http), c.open_on(Endpoint::Resp)),
-            (1, 2)
+            (1, 1)
         );
-        assert_eq!(c.refused_on(Endpoint::Resp), 1);
-        drop(refused);
-        assert!(!c.open(Endpoint::Http).admitted(), "still two open");
+        assert_eq!(c.refused_on(Endpoint::Resp), REFUSING_MAX);
+        assert_eq!(c.refused_on(Endpoint::Http), 1);
         drop(a);
         let again = c.open(Endpoint::Http);
-        assert!(again.admitted());
-        assert_eq!(c.refused_on(Endpoint::Http), 1);
+        assert_eq!(
+            again.admission(),
+            Admission::Admitted,
+            "refused ones hold no place"
+        );
+        drop(refused);
+        assert_eq!(c.open(Endpoint::Http).admission(), Admission::Refused);
+        drop((b, again));
+        assert_eq!(
+            (c.open_on(Endpoint::Http), c.open_on(Endpoint::Resp)),
+            (0, 0)
+        );
+    }
+
+    /// The hand-written 503 is a whole HTTP/1.1 answer whose body is the JSON error.
+    #[test]
+    fn the_http_refusal_is_a_complete_answer_with_the_json_error() {
+        let answer = String::from_utf8(http_refusal(7)).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "too_many_connections");
+        assert!(json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-connections 7"));
     }
 }

@@ -8,9 +8,9 @@
 
 use crate::config::ServeConfig;
 use crate::connections::CountedListener;
-use crate::routes::MakeAppService;
 use crate::state::AppState;
 use anyhow::Context as _;
+use axum::ServiceExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
@@ -240,13 +240,11 @@ pub async fn serve(
         let _ = fired_tx.send(true);
     };
     let connections = app.state().0.connections.clone();
-    let make = MakeAppService(service);
     let serving = async move {
         let http = match tls {
             Some(tls) => {
-                let listener = crate::tls::TlsListener::new(listener, tls)?;
-                let listener = CountedListener::new(listener, connections);
-                axum::serve(listener, make)
+                let listener = crate::tls::TlsListener::new(listener, tls, connections)?;
+                axum::serve(listener, service.into_make_service())
                     .with_graceful_shutdown(signal)
                     .await
             }
@@ -256,7 +254,7 @@ pub async fn serve(
                     let _ = tcp.set_nodelay(true);
                 });
                 let listener = CountedListener::new(listener, connections);
-                axum::serve(listener, make)
+                axum::serve(listener, service.into_make_service())
                     .with_graceful_shutdown(signal)
                     .await
             }

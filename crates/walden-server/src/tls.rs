@@ -3,6 +3,7 @@
 //! cannot hold up accepting others.
 
 use crate::config::TlsFiles;
+use crate::connections::{refuse, Admission, Connections, Counted, Endpoint, REFUSAL_DEADLINE};
 use anyhow::{bail, Context as _};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -43,9 +44,10 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfi
     Ok(Arc::new(config))
 }
 
-/// A listener of TLS connections for `axum::serve`.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+/// A listener of TLS connections for `axum::serve`, counted against `--max-connections`
+/// from the TCP accept on (handshakes included); refused ones are told so here.
+pub(crate) struct TlsListener {
+    ready: mpsc::Receiver<(Counted<TlsStream<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
     acceptor: JoinHandle<()>,
 }
@@ -60,7 +62,11 @@ impl std::fmt::Debug for TlsListener {
 
 impl TlsListener {
     /// Starts accepting on `tcp`, handshaking with `config`.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        connections: Arc<Connections>,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
         let acceptor = TlsAcceptor::from(config);
@@ -75,11 +81,21 @@ impl TlsListener {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let slot = connections.open(Endpoint::Http);
+                let handshake_timeout = match slot.admission() {
+                    Admission::Admitted => HANDSHAKE_TIMEOUT,
+                    Admission::Refused => REFUSAL_DEADLINE,
+                    Admission::Dropped => continue,
+                };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let refusal = connections.http_refusal();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) if slot.admission() == Admission::Refused => {
+                            refuse(tls, &refusal).await;
+                        }
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((Counted::new(tls, slot), peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -102,7 +118,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Counted<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

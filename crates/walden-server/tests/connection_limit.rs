@@ -1,7 +1,7 @@
 //! `--max-connections` end to end, against the real binary: HTTP and RESP connections count
 //! against one limit; past it RESP answers Redis's "max number of clients reached" and HTTP
-//! a 503 JSON error with `Connection: close`, each then closed; a place freed is taken again;
-//! the refusals are counted in the metrics.
+//! a 503 JSON error with `Connection: close`, each then closed; refused connections hold no
+//! place, a place freed is taken again; the refusals are counted in the metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -40,6 +40,44 @@ fn closed(s: &mut TcpStream) -> bool {
 
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: walden\r\n\r\n";
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+/// Reads `/metrics` over a connection of its own, retrying while the server is full (it
+/// notices closes a moment after the client makes them).
+fn metrics(s: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = call("GET", &s.url("/metrics"), None, &[]);
+        if r.status == 200 {
+            return r.text();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never served: {}",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sample(metrics: &str, name: &str) -> u64 {
+    let prefix = format!("{name} ");
+    let line = metrics.lines().find(|l| l.starts_with(&prefix));
+    let line = line.unwrap_or_else(|| panic!("no {name} in {metrics}"));
+    line[prefix.len()..].parse().unwrap()
+}
+
+/// Retries `attempt` (which opens a connection and tells whether it was served) until it
+/// is, for up to 10 s: the server frees a place a moment after the client closes.
+fn until_served(what: &str, mut attempt: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !attempt() {
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never given to {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 #[test]
 fn connections_past_the_limit_are_told_and_closed_on_both_endpoints() {
@@ -83,45 +121,52 @@ fn connections_past_the_limit_are_told_and_closed_on_both_endpoints() {
     assert!(exchange(&mut http, HEALTH, "\r\n\r\n").starts_with("HTTP/1.1 200"));
     assert_eq!(exchange(&mut first, PING, "\r\n"), "+PONG\r\n");
 
-    // Once one closes, its place is taken again (the server notices the close soon after).
+    // A refused connection its client keeps open holds no place: once an admitted one
+    // closes, the next is served, RESP and HTTP alike.
+    let mut held_open = connect(resp);
+    // Read its refusal first: had the server not accepted it before `first` closed, it
+    // would be admitted in `first`'s place.
+    let mut told = [0u8; 64];
+    let n = held_open.read(&mut told).unwrap();
+    assert_eq!(&told[..n], b"-ERR max number of clients reached\r\n");
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut again = connect(resp);
-        let answer = exchange(&mut again, PING, "\r\n");
-        if answer == "+PONG\r\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the freed place was never given again: {answer:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    // Every refusal is counted (read over the open HTTP connection: the other place may be
-    // held by a connection the server has not yet seen closed).
+    until_served("RESP", || {
+        let mut c = connect(resp);
+        exchange(&mut c, PING, "\r\n") == "+PONG\r\n"
+    });
     drop(http);
+    let mut http = None;
+    until_served("HTTP", || {
+        let mut c = connect(s.addr());
+        let ok = exchange(&mut c, HEALTH, "\r\n\r\n").starts_with("HTTP/1.1 200");
+        http = ok.then_some(c);
+        ok
+    });
+    drop((held_open, http));
+
+    // Every refusal is counted, and the gauges come back down once the clients are gone.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        let r = call("GET", &s.url("/metrics"), None, &[]);
-        if r.status == 200 {
-            break r.text();
+    let m = loop {
+        let m = metrics(&s);
+        // The metrics request's own connection is the one HTTP connection left.
+        if sample(&m, "walden_resp_connections") == 0 && sample(&m, "walden_http_connections") == 1
+        {
+            break m;
         }
         assert!(
             Instant::now() < deadline,
-            "metrics never served: {}",
-            r.status
+            "connections never counted down: {m}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(metrics.contains("walden_connections_max 2\n"), "{metrics}");
-    let refused = |endpoint: &str| -> u64 {
-        let prefix = format!("walden_connections_refused_total{{endpoint=\"{endpoint}\"}} ");
-        let line = metrics.lines().find(|l| l.starts_with(&prefix)).unwrap();
-        line[prefix.len()..].parse().unwrap()
-    };
-    assert!(refused("http") >= 1, "{metrics}");
-    assert!(refused("resp") >= 1, "{metrics}");
+    assert_eq!(sample(&m, "walden_connections_max"), 2);
+    assert!(
+        sample(&m, "walden_connections_refused_total{endpoint=\"http\"}") >= 1,
+        "{m}"
+    );
+    assert!(
+        sample(&m, "walden_connections_refused_total{endpoint=\"resp\"}") >= 2,
+        "{m}"
+    );
     s.terminate();
 }

@@ -10,11 +10,12 @@ fn path(p: &std::path::Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// The RESP endpoint of a TLS server speaks TLS only: PING through rustls trusting the
-/// test CA answers PONG; the same bytes in the clear get no PONG.
-fn resp_over_tls(addr: std::net::SocketAddr, ca: &std::path::Path) {
+/// A TLS connection to `addr` through rustls, trusting the test CA.
+fn tls_stream(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls::pki_types::pem::PemObject as _;
-    use std::io::{Read as _, Write as _};
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -30,8 +31,17 @@ fn resp_over_tls(addr: std::net::SocketAddr, ca: &std::path::Path) {
     let tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+/// The RESP endpoint of a TLS server speaks TLS only: PING through rustls trusting the
+/// test CA answers PONG; the same bytes in the clear get no PONG.
+fn resp_over_tls(addr: std::net::SocketAddr, ca: &std::path::Path) {
+    use std::io::{Read as _, Write as _};
+    let mut tls = tls_stream(addr, ca);
+    tls.write_all(PING).unwrap();
     let mut pong = [0u8; 7];
     tls.read_exact(&mut pong).unwrap();
     assert_eq!(&pong, b"+PONG\r\n");
@@ -39,10 +49,36 @@ fn resp_over_tls(addr: std::net::SocketAddr, ca: &std::path::Path) {
     plain
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    plain.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    plain.write_all(PING).unwrap();
     let mut got = Vec::new();
     let _ = plain.read_to_end(&mut got);
     assert!(!got.starts_with(b"+PONG"), "PONG in the clear");
+}
+
+/// Past `--max-connections`, a TLS server tells the refused connection so over TLS, on
+/// both endpoints, and closes it.
+fn refusals_over_tls(s: &Server, ca: &std::path::Path) {
+    use std::io::{Read as _, Write as _};
+    let resp = s.resp.expect("no rediss:// line");
+    let mut served = tls_stream(resp, ca);
+    served.write_all(PING).unwrap();
+    let mut pong = [0u8; 7];
+    served.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+    let read_all = |mut tls: rustls::StreamOwned<_, _>, request: &[u8]| {
+        tls.write_all(request).unwrap();
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let refused = read_all(tls_stream(resp, ca), PING);
+    assert_eq!(refused, "-ERR max number of clients reached\r\n");
+    let refused = read_all(
+        tls_stream(s.addr(), ca),
+        b"GET /healthz HTTP/1.1\r\nHost: walden\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("too_many_connections"), "{refused}");
 }
 
 #[test]
@@ -181,4 +217,19 @@ fn serves_https_with_a_pem_certificate() {
     .err()
     .expect("a mismatched key must be refused");
     assert!(failure.stderr.contains("do not fit"), "{}", failure.stderr);
+
+    let full = Server::start(
+        &dir.path().join("data3"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--resp-listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "1",
+        ],
+    );
+    refusals_over_tls(&full, &ca);
 }

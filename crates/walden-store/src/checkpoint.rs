@@ -162,8 +162,8 @@ fn encode_header(meta: CheckpointMeta, entries: u64) -> [u8; HEADER_BYTES] {
 }
 
 fn encode_entry(out: &mut Vec<u8>, key: &EntryKey, versions: &mut dyn Iterator<Item = &Version>) {
-    put_bytes(out, &key.ns);
-    put_bytes(out, &key.key);
+    put_bytes(out, key.ns_bytes());
+    put_bytes(out, key.key_bytes());
     // The count, patched once the versions are written.
     let count_at = out.len();
     out.extend_from_slice(&[0, 0]);

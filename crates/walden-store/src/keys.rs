@@ -30,9 +30,10 @@ pub(crate) trait KeyPair {
 /// - heads that differ order as the parts do: at the first differing byte both are real
 ///   bytes, or the lesser is padding, which means its part ended there, a prefix of the
 ///   other;
-/// - equal heads of parts no longer than 8 bytes: the shorter part is a prefix of the
-///   other, so the lengths (kept in the pointers) decide;
-/// - otherwise the bytes are compared.
+/// - equal heads where one part is no longer than 8 bytes: that part is a prefix of the
+///   other (the other's bytes past it, up to 8, are zeros like the padding), so the
+///   lengths (kept in the pointers) decide;
+/// - otherwise the first 8 bytes are equal, and the rest are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Heads {
     ns: u64,
@@ -61,18 +62,19 @@ fn head(part: &[u8]) -> u64 {
 fn compare_part(head_a: u64, a: &[u8], head_b: u64, b: &[u8]) -> Ordering {
     if head_a != head_b {
         head_a.cmp(&head_b)
-    } else if a.len() <= 8 && b.len() <= 8 {
+    } else if a.len() <= 8 || b.len() <= 8 {
         a.len().cmp(&b.len())
     } else {
-        a.cmp(b)
+        a.get(8..).cmp(&b.get(8..))
     }
 }
 
 /// The owned key the state map holds.
 #[derive(Debug, Clone)]
 pub(crate) struct EntryKey {
-    pub ns: Bytes,
-    pub key: Bytes,
+    /// Private, like `key`: the heads are computed from them once, at [`EntryKey::new`].
+    ns: Bytes,
+    key: Bytes,
     heads: Heads,
 }
 
@@ -80,6 +82,16 @@ impl EntryKey {
     pub fn new(ns: Bytes, key: Bytes) -> EntryKey {
         let heads = Heads::of(&ns, &key);
         EntryKey { ns, key, heads }
+    }
+
+    /// The namespace's shared bytes.
+    pub fn ns_bytes(&self) -> &Bytes {
+        &self.ns
+    }
+
+    /// The key's shared bytes.
+    pub fn key_bytes(&self) -> &Bytes {
+        &self.key
     }
 }
 

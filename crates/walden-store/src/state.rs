@@ -261,7 +261,7 @@ impl State {
         let lo = EntryKey::new(ns.into(), start.unwrap_or_default().into());
         // Past the namespace: (ns + [0], "") is the first pair after every key of `ns`.
         let hi = match end {
-            Some(key) => EntryKey::new(lo.ns.clone(), key.into()),
+            Some(key) => EntryKey::new(lo.ns_bytes().clone(), key.into()),
             None => EntryKey::new([ns, &[0]].concat().into(), Bytes::from(&[][..])),
         };
         let mut out = Vec::new();
@@ -278,7 +278,7 @@ impl State {
             };
             cursor = self.visit(from, to, reverse, |k, c| {
                 let v = c.at(self.lsn()).filter(|v| v.value.is_some());
-                out.extend(v.map(|v| (k.key.clone(), v.clone())));
+                out.extend(v.map(|v| (k.key_bytes().clone(), v.clone())));
                 !full(&out)
             });
             if cursor.is_none() || full(&out) {

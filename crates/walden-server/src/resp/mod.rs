@@ -16,7 +16,7 @@ mod direct;
 
 pub(crate) use direct::DirectAnswers;
 
-use crate::connections::Endpoint;
+use crate::connections::{refuse, Admission, Endpoint, REFUSAL_DEADLINE, RESP_REFUSAL};
 use crate::state::AppState;
 use codec::{FrameLimits, ProtocolError};
 use commands::{Next, Session};
@@ -58,14 +58,26 @@ pub(crate) async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let slot = state.0.connections.open(Endpoint::Resp);
+                let handshake_timeout = match slot.admission() {
+                    Admission::Admitted => HANDSHAKE_TIMEOUT,
+                    Admission::Refused => REFUSAL_DEADLINE,
+                    Admission::Dropped => continue,
+                };
+                let admitted = slot.admission() == Admission::Admitted;
                 let (state, acceptor) = (state.clone(), acceptor.clone());
                 connections.spawn(async move {
-                    let admitted = slot.admitted();
+                    let _slot = slot;
                     let result = match acceptor {
-                        None if !admitted => refuse(stream).await,
+                        None if !admitted => {
+                            refuse(stream, RESP_REFUSAL).await;
+                            Ok(())
+                        }
                         None => plain(stream, &state, auth_timeout).await,
-                        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                            Ok(Ok(tls)) if !admitted => refuse(tls).await,
+                        Some(a) => match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {
+                            Ok(Ok(tls)) if !admitted => {
+                                refuse(tls, RESP_REFUSAL).await;
+                                Ok(())
+                            }
                             Ok(Ok(tls)) => connection(tls, &state, None, auth_timeout).await,
                             Ok(Err(e)) => Err(e),
                             Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
@@ -81,18 +93,6 @@ pub(crate) async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
-}
-
-/// Tells a connection past `--max-connections` so, in Redis's words, and closes it.
-async fn refuse<S: AsyncWrite + Unpin>(mut io: S) -> std::io::Result<()> {
-    let told = async {
-        io.write_all(b"-ERR max number of clients reached\r\n")
-            .await?;
-        io.shutdown().await
-    };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, told)
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("refusal not read in time")))
 }
 
 /// Completes once the server shuts down (the guard `wait_for` returns is dropped here: it

@@ -9,7 +9,6 @@
 //! server's work; this costs one boxed future.
 
 use super::{template_matches, ROUTES};
-use crate::connections::CountedListener;
 use crate::error::ApiError;
 use crate::metrics::method_label;
 use crate::state::AppState;
@@ -17,7 +16,6 @@ use axum::body::HttpBody;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use futures_util::FutureExt as _;
 use std::convert::Infallible;
@@ -36,68 +34,12 @@ use std::time::Instant;
 pub struct AppService {
     router: Router,
     state: AppState,
-    /// False on a connection accepted past `--max-connections`: its requests are answered
-    /// 503 and the connection closed.
-    admitted: bool,
 }
 
 impl AppService {
     pub(crate) fn new(router: Router, state: AppState) -> Self {
-        AppService {
-            router,
-            state,
-            admitted: true,
-        }
+        AppService { router, state }
     }
-
-    /// The service for one connection, refusing it when it was not admitted.
-    fn for_connection(&self, admitted: bool) -> Self {
-        AppService {
-            admitted,
-            ..self.clone()
-        }
-    }
-}
-
-/// Makes the [`AppService`] of each connection counted by a [`CountedListener`]: the one
-/// past `--max-connections` gets one that refuses.
-#[derive(Clone, Debug)]
-pub(crate) struct MakeAppService(pub AppService);
-
-impl<'a, L> tower_service::Service<IncomingStream<'a, CountedListener<L>>> for MakeAppService
-where
-    L: Listener,
-    L::Io: Unpin,
-{
-    type Response = AppService;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<AppService, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: IncomingStream<'a, CountedListener<L>>) -> Self::Future {
-        std::future::ready(Ok(self.0.for_connection(incoming.io().admitted())))
-    }
-}
-
-/// The answer to every request on a connection past `--max-connections`; hyper closes the
-/// connection after it.
-fn refused(state: &AppState) -> Response {
-    let mut response = ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "too_many_connections",
-        format!(
-            "the server holds its most connections (--max-connections {}); retry later",
-            state.0.connections.max()
-        ),
-    )
-    .into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// The route template (as in [`ROUTES`]) that `method` and `path` select, if any: the label
@@ -128,10 +70,6 @@ impl tower_service::Service<Request> for AppService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if !self.admitted {
-            let response = refused(&self.state);
-            return Box::pin(std::future::ready(Ok(response)));
-        }
         let router = self.router.clone();
         let state = self.state.clone();
         let method = req.method().clone();

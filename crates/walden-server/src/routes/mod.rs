@@ -37,7 +37,6 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 pub use guard::AppService;
-pub(crate) use guard::MakeAppService;
 
 /// The complete application: routes, auth, metrics, JSON errors.
 pub fn service(state: AppState) -> AppService {
