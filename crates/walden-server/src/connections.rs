@@ -25,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 /// Most refused connections being told so at once.
 pub(crate) const REFUSING_MAX: u64 = 64;
 
-/// How long a refused connection may take (its TLS handshake, the answer, the close).
+/// How long a refused connection may take from its accept (its TLS handshake, its request
+/// for HTTP, the answer, the close).
 pub(crate) const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What a refused RESP connection is told (Redis's words).
@@ -100,11 +101,13 @@ impl Connections {
 
     /// Counts a connection just accepted on `endpoint` until the slot drops.
     pub(crate) fn open(self: &Arc<Self>, endpoint: Endpoint) -> Slot {
-        let admission = if self.admitted.fetch_add(1, Relaxed) < self.max {
+        let admit = self
+            .admitted
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max).then_some(n + 1));
+        let admission = if admit.is_ok() {
             self.admitted_by[endpoint.index()].fetch_add(1, Relaxed);
             Admission::Admitted
         } else {
-            self.admitted.fetch_sub(1, Relaxed);
             self.refused_by[endpoint.index()].fetch_add(1, Relaxed);
             self.log_refusal(endpoint);
             if self.refusing.fetch_add(1, Relaxed) < REFUSING_MAX {
@@ -178,19 +181,50 @@ fn http_refusal(max: usize) -> Vec<u8> {
     out
 }
 
-/// Tells a refused connection `answer` and closes it, within [`REFUSAL_DEADLINE`]. The
-/// close lingers: what the client sent is read until it closes too, since closing with
-/// unread input makes the kernel reset the connection, and a reset can overtake the
+/// Most bytes of a refused HTTP connection's request read before answering it.
+const REFUSED_REQUEST_BYTES_MAX: usize = 16 << 10;
+
+/// Tells a refused connection `answer` and closes it, by `deadline` (taken at the accept:
+/// a TLS handshake before this counts against it too).
+///
+/// With `request_first` (HTTP) the request's head is read first: an answer and a close
+/// that arrive before a client has sent its request look, to a pooled HTTP client, like a
+/// connection that broke, not like a 503. RESP answers at once, as Redis does.
+///
+/// The close lingers: what the client sent is read until it closes too, since closing
+/// with unread input makes the kernel reset the connection, and a reset can overtake the
 /// answer on its way.
-pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, answer: &[u8]) {
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    answer: &[u8],
+    request_first: bool,
+    deadline: tokio::time::Instant,
+) {
     let told = async {
+        let mut sink = [0u8; 1024];
+        if request_first {
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n")
+                && head.len() < REFUSED_REQUEST_BYTES_MAX
+            {
+                let n = io.read(&mut sink).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                head.extend_from_slice(&sink[..n]);
+            }
+        }
         io.write_all(answer).await?;
         io.shutdown().await?;
-        let mut sink = [0u8; 1024];
         while io.read(&mut sink).await? > 0 {}
         Ok::<_, std::io::Error>(())
     };
-    let _ = tokio::time::timeout(REFUSAL_DEADLINE, told).await;
+    let _ = tokio::time::timeout_at(deadline, told).await;
+}
+
+/// When a connection refused now must be closed by.
+pub(crate) fn refusal_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + REFUSAL_DEADLINE
 }
 
 /// One counted connection; dropping it (the connection closed) frees its place.
@@ -307,9 +341,9 @@ where
             match slot.admission() {
                 Admission::Admitted => return (Counted::new(io, slot), addr),
                 Admission::Refused => {
-                    let answer = self.connections.http_refusal();
+                    let (answer, deadline) = (self.connections.http_refusal(), refusal_deadline());
                     tokio::spawn(async move {
-                        refuse(io, &answer).await;
+                        refuse(io, &answer, true, deadline).await;
                         drop(slot);
                     });
                 }

@@ -299,14 +299,14 @@ pub fn render(state: &AppState, log_size_bytes: u64) -> String {
         &mut out,
         "walden_resp_connections",
         "gauge",
-        "Open connections to the RESP endpoint.",
+        "Connections the RESP endpoint serves (admitted under --max-connections), TLS handshakes included.",
         connections.open_on(Endpoint::Resp),
     );
     gauge(
         &mut out,
         "walden_http_connections",
         "gauge",
-        "Open connections to the HTTP endpoint.",
+        "Connections the HTTP endpoint serves (admitted under --max-connections), TLS handshakes included.",
         connections.open_on(Endpoint::Http),
     );
     gauge(
@@ -320,7 +320,7 @@ pub fn render(state: &AppState, log_size_bytes: u64) -> String {
         &mut out,
         "walden_connections_refused_total",
         "counter",
-        "Connections told the server was full (--max-connections) and closed.",
+        "Connections refused past --max-connections: told the server is full and closed, or, past 64 refusals at once, closed at once.",
         "endpoint",
         Endpoint::ALL.map(|e| (e.label(), connections.refused_on(e))),
     );

@@ -3,7 +3,7 @@
 //! cannot hold up accepting others.
 
 use crate::config::TlsFiles;
-use crate::connections::{refuse, Admission, Connections, Counted, Endpoint, REFUSAL_DEADLINE};
+use crate::connections::{refusal_deadline, refuse, Admission, Connections, Counted, Endpoint};
 use anyhow::{bail, Context as _};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -82,21 +82,20 @@ impl TlsListener {
                 };
                 let _ = stream.set_nodelay(true);
                 let slot = connections.open(Endpoint::Http);
-                let handshake_timeout = match slot.admission() {
-                    Admission::Admitted => HANDSHAKE_TIMEOUT,
-                    Admission::Refused => REFUSAL_DEADLINE,
+                let (deadline, refusal) = match slot.admission() {
+                    Admission::Admitted => (tokio::time::Instant::now() + HANDSHAKE_TIMEOUT, None),
+                    Admission::Refused => (refusal_deadline(), Some(connections.http_refusal())),
                     Admission::Dropped => continue,
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                let refusal = connections.http_refusal();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) if slot.admission() == Admission::Refused => {
-                            refuse(tls, &refusal).await;
-                        }
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((Counted::new(tls, slot), peer)).await;
-                        }
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => match refusal {
+                            Some(refusal) => refuse(tls, &refusal, true, deadline).await,
+                            None => {
+                                let _ = tx.send((Counted::new(tls, slot), peer)).await;
+                            }
+                        },
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

@@ -16,7 +16,7 @@ mod direct;
 
 pub(crate) use direct::DirectAnswers;
 
-use crate::connections::{refuse, Admission, Endpoint, REFUSAL_DEADLINE, RESP_REFUSAL};
+use crate::connections::{refusal_deadline, refuse, Admission, Endpoint, RESP_REFUSAL};
 use crate::state::AppState;
 use codec::{FrameLimits, ProtocolError};
 use commands::{Next, Session};
@@ -58,9 +58,9 @@ pub(crate) async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let slot = state.0.connections.open(Endpoint::Resp);
-                let handshake_timeout = match slot.admission() {
-                    Admission::Admitted => HANDSHAKE_TIMEOUT,
-                    Admission::Refused => REFUSAL_DEADLINE,
+                let deadline = match slot.admission() {
+                    Admission::Admitted => tokio::time::Instant::now() + HANDSHAKE_TIMEOUT,
+                    Admission::Refused => refusal_deadline(),
                     Admission::Dropped => continue,
                 };
                 let admitted = slot.admission() == Admission::Admitted;
@@ -69,13 +69,13 @@ pub(crate) async fn serve(
                     let _slot = slot;
                     let result = match acceptor {
                         None if !admitted => {
-                            refuse(stream, RESP_REFUSAL).await;
+                            refuse(stream, RESP_REFUSAL, false, deadline).await;
                             Ok(())
                         }
                         None => plain(stream, &state, auth_timeout).await,
-                        Some(a) => match tokio::time::timeout(handshake_timeout, a.accept(stream)).await {
+                        Some(a) => match tokio::time::timeout_at(deadline, a.accept(stream)).await {
                             Ok(Ok(tls)) if !admitted => {
-                                refuse(tls, RESP_REFUSAL).await;
+                                refuse(tls, RESP_REFUSAL, false, deadline).await;
                                 Ok(())
                             }
                             Ok(Ok(tls)) => connection(tls, &state, None, auth_timeout).await,
