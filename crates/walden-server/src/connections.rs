@@ -202,16 +202,28 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let told = async {
         let mut sink = [0u8; 1024];
+        let mut answer = answer;
         if request_first {
             let mut head = Vec::new();
-            while !head.windows(4).any(|w| w == b"\r\n\r\n")
-                && head.len() < REFUSED_REQUEST_BYTES_MAX
-            {
+            loop {
                 let n = io.read(&mut sink).await?;
                 if n == 0 {
                     return Ok(());
                 }
+                // Only the new bytes and the 3 before them can complete the blank line.
+                let from = head.len().saturating_sub(3);
                 head.extend_from_slice(&sink[..n]);
+                if head[from..].windows(4).any(|w| w == b"\r\n\r\n")
+                    || head.len() >= REFUSED_REQUEST_BYTES_MAX
+                {
+                    break;
+                }
+            }
+            // A HEAD request's answer has no body.
+            if head.starts_with(b"HEAD ") {
+                if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    answer = &answer[..end + 4];
+                }
             }
         }
         io.write_all(answer).await?;

@@ -42,6 +42,7 @@ mod config;
 mod connections;
 mod encoding;
 mod error;
+mod fd_limit;
 mod load;
 mod logging;
 mod metrics;

@@ -2,7 +2,7 @@
 //! request latency histogram per route, and the log's own counters and histograms
 //! (walden-log `StatsSnapshot`) read at scrape time.
 
-use crate::connections::Endpoint;
+use crate::connections::{Endpoint, REFUSING_MAX};
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -313,14 +313,16 @@ pub fn render(state: &AppState, log_size_bytes: u64) -> String {
         &mut out,
         "walden_connections_max",
         "gauge",
-        "Most connections open at once, both endpoints together (--max-connections).",
+        "Most connections served at once, both endpoints together: --max-connections, or fewer when the open-file limit is too low for it.",
         connections.max(),
     );
     labelled(
         &mut out,
         "walden_connections_refused_total",
         "counter",
-        "Connections refused past --max-connections: told the server is full and closed, or, past 64 refusals at once, closed at once.",
+        &format!(
+            "Connections refused past --max-connections: told the server is full and closed, or, past {REFUSING_MAX} refusals at once, closed at once."
+        ),
         "endpoint",
         Endpoint::ALL.map(|e| (e.label(), connections.refused_on(e))),
     );

@@ -40,7 +40,7 @@ impl App {
             config.token.clone(),
             stopped,
             config.data_dir.clone(),
-            config.max_connections,
+            crate::fd_limit::fit(config.max_connections),
         )
         .context("starting the sync thread")?;
         Ok(App { state, stop })

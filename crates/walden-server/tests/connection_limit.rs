@@ -32,6 +32,29 @@ fn exchange(s: &mut TcpStream, request: &[u8], until: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// `GET /healthz` on a keep-alive connection: the whole answer (head and `content-length`
+/// bytes of body), so that the next request on it starts clean.
+fn health(s: &mut TcpStream) -> String {
+    let head = exchange(s, HEALTH, "\r\n\r\n");
+    let (head, got) = head.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("no content-length");
+    let mut body = got.as_bytes().to_vec();
+    while body.len() < length {
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed mid-body");
+        body.extend_from_slice(&buf[..n]);
+    }
+    format!("{head}\r\n\r\n{}", String::from_utf8_lossy(&body))
+}
+
 /// Sends `request` on a new connection and reads everything until the server closes it
 /// (a refusal must end with the close).
 fn refused(addr: SocketAddr, request: &[u8]) -> String {
@@ -95,7 +118,7 @@ fn connections_past_the_limit_are_told_and_closed_on_both_endpoints() {
 
     // Two places: one HTTP keep-alive connection, one RESP connection, both served.
     let mut http = connect(s.addr());
-    assert!(exchange(&mut http, HEALTH, "\r\n\r\n").starts_with("HTTP/1.1 200"));
+    assert!(health(&mut http).starts_with("HTTP/1.1 200"));
     let mut first = connect(resp);
     assert_eq!(exchange(&mut first, PING, "\r\n"), "+PONG\r\n");
 
@@ -114,7 +137,7 @@ fn connections_past_the_limit_are_told_and_closed_on_both_endpoints() {
     assert!(answer.contains("--max-connections 2"), "{answer}");
 
     // The connections already served go on being served.
-    assert!(exchange(&mut http, HEALTH, "\r\n\r\n").starts_with("HTTP/1.1 200"));
+    assert!(health(&mut http).starts_with("HTTP/1.1 200"));
     assert_eq!(exchange(&mut first, PING, "\r\n"), "+PONG\r\n");
 
     // A refused connection its client keeps open holds no place: once an admitted one
@@ -134,7 +157,7 @@ fn connections_past_the_limit_are_told_and_closed_on_both_endpoints() {
     let mut http = None;
     until_served("HTTP", || {
         let mut c = connect(s.addr());
-        let ok = exchange(&mut c, HEALTH, "\r\n\r\n").starts_with("HTTP/1.1 200");
+        let ok = health(&mut c).starts_with("HTTP/1.1 200");
         http = ok.then_some(c);
         ok
     });
@@ -181,5 +204,47 @@ fn connections_past_the_limit_are_told_and_closed_on_both_endpoints() {
         sample(&m, "walden_connections_refused_total{endpoint=\"resp\"}") >= 2,
         "{m}"
     );
+    s.terminate();
+}
+
+/// Under an open-file limit too low for `--max-connections`, the server serves no more
+/// connections than the limit has room for, and says so, instead of running out of file
+/// descriptors (which would fail `accept` for every client).
+#[test]
+fn max_connections_is_fitted_to_the_open_file_limit() {
+    let dir = tempdir();
+    let s = Server::start_wrapped(
+        dir.path(),
+        &["--resp-listen", "127.0.0.1:0", "--max-connections", "4096"],
+        &[],
+        &["prlimit", "--nofile=512:512"],
+    )
+    .unwrap_or_else(|f| panic!("did not start under prlimit (util-linux): {}", f.stderr));
+    // 512 descriptors, less 64 for refusals and 256 kept back, two per connection.
+    let m = metrics(&s);
+    assert_eq!(sample(&m, "walden_connections_max"), 96, "{m}");
+    assert!(
+        s.stderr().contains("--max-connections lowered"),
+        "{}",
+        s.stderr()
+    );
+    // Serving up to it works: 96 RESP connections, each answered; the next is refused.
+    let resp = s.resp.expect("RESP address");
+    let mut open: Vec<TcpStream> = Vec::new();
+    while open.len() < 96 {
+        let mut c = connect(resp);
+        let answer = exchange(&mut c, PING, "\r\n");
+        if answer == "+PONG\r\n" {
+            open.push(c);
+        } else {
+            // The metrics connection may not be seen closed yet.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(
+        refused(resp, PING),
+        "-ERR max number of clients reached\r\n"
+    );
+    drop(open);
     s.terminate();
 }

@@ -43,6 +43,17 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, StartFailure> {
+        Self::start_wrapped(data, args, env, &[])
+    }
+
+    /// Like `start_env`, run through `wrapper` (a command that runs the rest of its
+    /// arguments, e.g. `prlimit --nofile=512:512`) when it is not empty.
+    pub fn start_wrapped(
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Result<Server, StartFailure> {
         // Outside the data directory's file system (a test may cut its power).
         let stderr_path = std::env::temp_dir().join(format!(
             "walden-server-test-{}-{}.stderr",
@@ -53,7 +64,14 @@ impl Server {
                 .as_nanos()
         ));
         let stderr_file = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("serve")
             .arg("--data")
             .arg(data)
