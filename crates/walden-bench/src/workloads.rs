@@ -249,7 +249,13 @@ fn run_case(
     mut once: impl FnMut(System, u32) -> anyhow::Result<Metrics>,
 ) -> anyhow::Result<()> {
     for rep in reps {
-        for (sys, cell) in cells.iter_mut() {
+        // Each repetition starts one system later: on a VM the state a measurement leaves
+        // behind (the kernel's writeback, the host's caches, an idle or busy CPU) changes the
+        // next one's fsync round trip, so no system always follows the same one.
+        let n = cells.len().max(1);
+        let start = rep as usize % n;
+        let (later, first) = cells.split_at_mut(start);
+        for (sys, cell) in first.iter_mut().chain(later.iter_mut()) {
             if cell.failure.is_some() {
                 continue;
             }
