@@ -80,9 +80,10 @@ pub struct ServeArgs {
     /// Seconds a RESP connection may stay without AUTH when the server has a token.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub auth_timeout_secs: u64,
-    /// Most connections open at once, HTTP and RESP together (each plain RESP connection
-    /// holds two file descriptors). Past it, RESP answers "-ERR max number of clients
-    /// reached" and HTTP answers 503, and the connection is closed.
+    /// Most connections served at once, HTTP and RESP together. Past it, RESP answers
+    /// "-ERR max number of clients reached" and HTTP answers 503, and the connection is
+    /// closed. The server raises its open-file limit to fit (two per connection), or, when
+    /// the hard limit is too low, serves fewer and says so in its log.
     #[arg(long, value_name = "N", default_value_t = ServeConfig::new("").max_connections)]
     pub max_connections: usize,
 }
