@@ -1,7 +1,7 @@
 //! RESP2 framing, written by hand: a command is an array of bulk strings
 //! (`*N\r\n$LEN\r\nBYTES\r\n...`), which is what every Redis client sends; replies are the
 //! five RESP2 types. The parser is incremental (a command split across reads parses once
-//! its last byte arrived) and bounded: the argument count, each bulk length and the
+//! its last byte arrived, each argument once, see [`Parser`]) and bounded: the argument count, each bulk length and the
 //! command's running size are checked against the limits as soon as their headers are
 //! read, so a client cannot make the server buffer more than `command_bytes_max`. Hand-written because the framing is a few dozen lines
 //! and the crates that offer it (redis-protocol, resp) bring a frame type per argument and
@@ -30,83 +30,139 @@ pub(crate) struct ProtocolError(pub String);
 /// Longest header line (`*N` or `$LEN`): sign, digits, CR LF.
 const HEADER_BYTES_MAX: usize = 24;
 
-/// Parses one command at the start of `buf`. `Ok(Some(n))`: a whole command of `n` bytes,
-/// its arguments' ranges (into `buf`) in `args`. `Ok(None)`: `buf` holds the start of a
-/// command that is not complete yet.
+/// Parses one command at the start of `buf` (a fresh [`Parser`]; the tests' entry point).
+/// `Ok(Some(n))`: a whole command of `n` bytes, its arguments' ranges (into `buf`) in
+/// `args`. `Ok(None)`: `buf` holds the start of a command that is not complete yet.
+#[cfg(test)]
 pub(crate) fn parse_command(
     buf: &[u8],
     limits: &FrameLimits,
     args: &mut Vec<Range<usize>>,
 ) -> Result<Option<usize>, ProtocolError> {
+    let mut parser = Parser::default();
+    let parsed = parser.parse(buf, limits)?;
     args.clear();
-    let Some(first) = buf.first() else {
-        return Ok(None);
-    };
-    if *first != b'*' {
-        return Err(ProtocolError(format!(
-            "expected '*' (an array of bulk strings), got {}",
-            show_byte(*first)
-        )));
+    args.extend_from_slice(parser.args());
+    Ok(parsed)
+}
+
+/// An incremental parser of one connection's commands. A command cut short keeps what was
+/// parsed of it (its argument count and its whole arguments), and the next call, given the
+/// same bytes and more, goes on from the argument it stopped in: a command arriving in
+/// many small reads is parsed once, not once per read (which, for a command of thousands
+/// of arguments sent a byte at a time, was quadratic).
+#[derive(Debug, Default)]
+pub(crate) struct Parser {
+    /// The arguments' ranges: of the command just parsed, or of the one under way.
+    args: Vec<Range<usize>>,
+    /// The command under way: its argument count, and where its next argument starts.
+    partial: Option<(usize, usize)>,
+}
+
+impl Parser {
+    /// The arguments of the command the last `Ok(Some(_))` parsed, as ranges into its buffer.
+    pub fn args(&self) -> &[Range<usize>] {
+        &self.args
     }
-    let Some((count, mut at)) = header(buf, 0)? else {
-        return Ok(None);
-    };
-    if count < 1 {
-        return Err(ProtocolError(format!(
-            "a command needs at least one argument, got an array of {count}"
-        )));
+
+    /// Parses one command at the start of `buf`. `Ok(Some(n))`: a whole command of `n`
+    /// bytes (its arguments in [`Parser::args`]). `Ok(None)`: `buf` holds the start of a
+    /// command that is not complete yet; call again with the same bytes and more.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &FrameLimits,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let result = self.parse_inner(buf, limits);
+        if !matches!(result, Ok(None)) {
+            self.partial = None;
+        }
+        result
     }
-    let count = usize::try_from(count).unwrap_or(usize::MAX);
-    if count > limits.args_max {
-        return Err(ProtocolError(format!(
-            "{count} arguments exceed the limit of {}",
-            limits.args_max
-        )));
-    }
-    for _ in 0..count {
-        let Some(&tag) = buf.get(at) else {
-            return Ok(None);
+
+    fn parse_inner(
+        &mut self,
+        buf: &[u8],
+        limits: &FrameLimits,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let (count, mut at) = match self.partial {
+            Some(resumed) => resumed,
+            None => {
+                self.args.clear();
+                let Some(first) = buf.first() else {
+                    return Ok(None);
+                };
+                if *first != b'*' {
+                    return Err(ProtocolError(format!(
+                        "expected '*' (an array of bulk strings), got {}",
+                        show_byte(*first)
+                    )));
+                }
+                let Some((count, at)) = header(buf, 0)? else {
+                    return Ok(None);
+                };
+                if count < 1 {
+                    return Err(ProtocolError(format!(
+                        "a command needs at least one argument, got an array of {count}"
+                    )));
+                }
+                let count = usize::try_from(count).unwrap_or(usize::MAX);
+                if count > limits.args_max {
+                    return Err(ProtocolError(format!(
+                        "{count} arguments exceed the limit of {}",
+                        limits.args_max
+                    )));
+                }
+                (count, at)
+            }
         };
-        if tag != b'$' {
-            return Err(ProtocolError(format!(
-                "expected '$' (a bulk string), got {}",
-                show_byte(tag)
-            )));
+        while self.args.len() < count {
+            // Cut short here: the next call goes on from this argument.
+            self.partial = Some((count, at));
+            let Some(&tag) = buf.get(at) else {
+                return Ok(None);
+            };
+            if tag != b'$' {
+                return Err(ProtocolError(format!(
+                    "expected '$' (a bulk string), got {}",
+                    show_byte(tag)
+                )));
+            }
+            let Some((len, body)) = header(buf, at)? else {
+                return Ok(None);
+            };
+            if len < 0 {
+                return Err(ProtocolError(
+                    "a null bulk string is not an argument".into(),
+                ));
+            }
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len > limits.bulk_bytes_max {
+                return Err(ProtocolError(format!(
+                    "a bulk string of {len} bytes exceeds the limit of {} bytes",
+                    limits.bulk_bytes_max
+                )));
+            }
+            let end = body.saturating_add(len);
+            if end.saturating_add(2) > limits.command_bytes_max {
+                return Err(ProtocolError(format!(
+                    "the command exceeds the limit of {} bytes",
+                    limits.command_bytes_max
+                )));
+            }
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError(
+                    "a bulk string is not followed by CR LF".into(),
+                ));
+            }
+            self.args.push(body..end);
+            at = end + 2;
         }
-        let Some((len, body)) = header(buf, at)? else {
-            return Ok(None);
-        };
-        if len < 0 {
-            return Err(ProtocolError(
-                "a null bulk string is not an argument".into(),
-            ));
-        }
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > limits.bulk_bytes_max {
-            return Err(ProtocolError(format!(
-                "a bulk string of {len} bytes exceeds the limit of {} bytes",
-                limits.bulk_bytes_max
-            )));
-        }
-        let end = body.saturating_add(len);
-        if end.saturating_add(2) > limits.command_bytes_max {
-            return Err(ProtocolError(format!(
-                "the command exceeds the limit of {} bytes",
-                limits.command_bytes_max
-            )));
-        }
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError(
-                "a bulk string is not followed by CR LF".into(),
-            ));
-        }
-        args.push(body..end);
-        at = end + 2;
+        Ok(Some(at))
     }
-    Ok(Some(at))
 }
 
 /// The number of a `*N\r\n` or `$N\r\n` header starting at `at`, and where its line ends.
@@ -238,6 +294,22 @@ mod tests {
         assert_eq!(parse(&two).unwrap().unwrap().0, cmd.len());
     }
 
+    /// A command cut short keeps its whole arguments and goes on from the one it stopped
+    /// in: the next call does not parse the others again.
+    #[test]
+    fn a_cut_command_resumes_at_the_argument_it_stopped_in() {
+        let cmd = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
+        let third = cmd.len() - b"$5\r\nvalue\r\n".len();
+        let mut parser = Parser::default();
+        assert_eq!(parser.parse(&cmd[..third + 6], &LIMITS).unwrap(), None);
+        assert_eq!(parser.partial, Some((3, third)));
+        assert_eq!(parser.args().len(), 2);
+        assert_eq!(parser.parse(cmd, &LIMITS).unwrap(), Some(cmd.len()));
+        assert_eq!(parser.partial, None);
+        let args: Vec<&[u8]> = parser.args().iter().map(|r| &cmd[r.clone()]).collect();
+        assert_eq!(args, [&b"SET"[..], b"k", b"value"]);
+    }
+
     #[test]
     fn bad_framing_and_limits_are_errors_before_the_body_arrives() {
         for bad in [
@@ -343,6 +415,47 @@ mod tests {
             let (n, got) = parse(&buf).unwrap().unwrap();
             prop_assert_eq!(n, len);
             prop_assert_eq!(got, args);
+        }
+
+        /// A command fed in pieces to one parser (the bytes so far each time, as the
+        /// connection does) ends exactly as a fresh parse of the whole: the same command
+        /// and arguments, or an error, or waiting; and the parser then starts the next
+        /// command afresh.
+        #[test]
+        fn resumed_parses_end_as_whole_ones(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            args in arb_args(),
+            valid in any::<bool>(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let buf = if valid {
+                let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                let mut buf = Vec::new();
+                encode_command(&mut buf, &refs);
+                buf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+                buf
+            } else {
+                bytes
+            };
+            let whole = parse(&buf);
+            let mut ends: Vec<usize> = cuts.iter().map(|c| c.index(buf.len() + 1)).collect();
+            ends.push(buf.len());
+            ends.sort_unstable();
+            let mut parser = Parser::default();
+            let mut pieced = Ok(None);
+            for end in ends {
+                pieced = parser.parse(&buf[..end], &LIMITS).map(|parsed| {
+                    parsed.map(|n| (n, parser.args().iter().map(|r| buf[r.clone()].to_vec()).collect()))
+                });
+                if !matches!(pieced, Ok(None)) {
+                    break;
+                }
+            }
+            prop_assert_eq!(&pieced, &whole);
+            if let Ok(Some((n, _))) = pieced {
+                let next = parser.parse(&buf[n..], &LIMITS).unwrap();
+                prop_assert_eq!(next, parse(&buf[n..]).unwrap().map(|(m, _)| m));
+            }
         }
     }
 }

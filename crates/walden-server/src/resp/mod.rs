@@ -198,7 +198,8 @@ where
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut start = 0;
     let mut out = Vec::with_capacity(256);
-    let mut ranges = Vec::new();
+    // Keeps a command cut short between reads: parsed once, however many reads bring it.
+    let mut parser = codec::Parser::default();
     // A connection that has not authenticated by then is closed (`--auth-timeout-secs`): a
     // stranger cannot hold connections open.
     let auth_timer = tokio::time::sleep(auth_timeout);
@@ -216,9 +217,10 @@ where
             } else {
                 &stranger_limits
             };
-            match codec::parse_command(&input[start..], limits, &mut ranges) {
+            match parser.parse(&input[start..], limits) {
                 Ok(Some(n)) => {
-                    let args: Vec<&[u8]> = ranges
+                    let args: Vec<&[u8]> = parser
+                        .args()
                         .iter()
                         .map(|r| &input[start + r.start..start + r.end])
                         .collect();
