@@ -234,8 +234,55 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout_at(deadline, told).await;
 }
 
+/// How long an admitted connection's TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP connection accepted and counted (not dropped by the limit).
+pub(crate) struct Accepted {
+    pub stream: tokio::net::TcpStream,
+    pub peer: std::net::SocketAddr,
+    /// Admitted or refused.
+    pub slot: Slot,
+    /// When its TLS handshake, if any, and, refused, its refusal must be done by.
+    pub deadline: tokio::time::Instant,
+}
+
+/// Accepts the next connection on `listener` for `endpoint`: sets `TCP_NODELAY` and counts
+/// it; one the limit drops is closed here, and a failed `accept` (out of file descriptors,
+/// say) is logged and retried after 50 ms. Cancel-safe: nothing is held across an await.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+    connections: &Arc<Connections>,
+    endpoint: Endpoint,
+) -> Accepted {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(endpoint = endpoint.label(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let slot = connections.open(endpoint);
+        let now = tokio::time::Instant::now();
+        let deadline = match slot.admission() {
+            Admission::Admitted => now + HANDSHAKE_TIMEOUT,
+            Admission::Refused => now + REFUSAL_DEADLINE,
+            Admission::Dropped => continue,
+        };
+        return Accepted {
+            stream,
+            peer,
+            slot,
+            deadline,
+        };
+    }
+}
+
 /// When a connection refused now must be closed by.
-pub(crate) fn refusal_deadline() -> tokio::time::Instant {
+fn refusal_deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + REFUSAL_DEADLINE
 }
 

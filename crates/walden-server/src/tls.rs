@@ -3,21 +3,17 @@
 //! cannot hold up accepting others.
 
 use crate::config::TlsFiles;
-use crate::connections::{refusal_deadline, refuse, Admission, Connections, Counted, Endpoint};
+use crate::connections::{accept, refuse, Accepted, Admission, Connections, Counted, Endpoint};
 use anyhow::{bail, Context as _};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-
-/// A handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections that finished their handshake and wait for axum to take them.
 const READY_QUEUE: usize = 128;
@@ -72,21 +68,14 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(config);
         let task = tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let slot = connections.open(Endpoint::Http);
-                let (deadline, refusal) = match slot.admission() {
-                    Admission::Admitted => (tokio::time::Instant::now() + HANDSHAKE_TIMEOUT, None),
-                    Admission::Refused => (refusal_deadline(), Some(connections.http_refusal())),
-                    Admission::Dropped => continue,
-                };
+                let Accepted {
+                    stream,
+                    peer,
+                    slot,
+                    deadline,
+                } = accept(&tcp, &connections, Endpoint::Http).await;
+                let refusal =
+                    (slot.admission() == Admission::Refused).then(|| connections.http_refusal());
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {

@@ -409,20 +409,20 @@ fn limits_hold_before_and_after_auth() {
     assert_eq!(c.cmd(&["PING"]), Simple("PONG".into()));
     // Before AUTH a stranger may send only small commands: 2 KiB is refused from its
     // length line, and so are nine arguments.
-    let mut c = Conn::open(addr);
-    c.send_raw(b"*2\r\n$3\r\nGET\r\n$2048\r\n");
-    assert!(error_starts(
-        &c.read(),
-        "ERR Protocol error: a bulk string of 2048 bytes"
-    ));
-    assert!(c.closed());
-    let mut c = Conn::open(addr);
-    c.send_raw(b"*9\r\n");
-    assert!(error_starts(
-        &c.read(),
-        "ERR Protocol error: 9 arguments exceed the limit of 8"
-    ));
-    assert!(c.closed());
+    let refused = |raw: &[u8], error: &str| {
+        let mut c = Conn::open(addr);
+        c.send_raw(raw);
+        assert!(error_starts(&c.read(), error), "{error}");
+        assert!(c.closed());
+    };
+    refused(
+        b"*2\r\n$3\r\nGET\r\n$2048\r\n",
+        "ERR Protocol error: a bulk string of 2048 bytes",
+    );
+    refused(
+        b"*9\r\n",
+        "ERR Protocol error: 9 arguments exceed the limit of 8",
+    );
     // After AUTH: at most 4096 arguments.
     let mut c = Conn::open(addr);
     assert_eq!(c.cmd(&["AUTH", "tok"]), ok());

@@ -150,17 +150,20 @@ fn serves_https_with_a_pem_certificate() {
         );
     }
 
-    let s = Server::start(
-        &dir.path().join("data"),
-        &[
+    // A TLS server with both endpoints, and `extra` flags.
+    let start_tls = |data: &str, extra: &[&str]| {
+        let mut args = vec![
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
             "--resp-listen",
             "127.0.0.1:0",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&dir.path().join(data), &args)
+    };
+    let s = start_tls("data", &[]);
     assert!(s.base.starts_with("https://127.0.0.1:"), "{}", s.base);
     resp_over_tls(s.resp.expect("no rediss:// line"), &ca);
 
@@ -218,18 +221,6 @@ fn serves_https_with_a_pem_certificate() {
     .expect("a mismatched key must be refused");
     assert!(failure.stderr.contains("do not fit"), "{}", failure.stderr);
 
-    let full = Server::start(
-        &dir.path().join("data3"),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--resp-listen",
-            "127.0.0.1:0",
-            "--max-connections",
-            "1",
-        ],
-    );
+    let full = start_tls("data3", &["--max-connections", "1"]);
     refusals_over_tls(&full, &ca);
 }

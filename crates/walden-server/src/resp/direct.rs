@@ -229,15 +229,25 @@ mod tests {
             .block_on(f)
     }
 
+    /// A connection's answers in the sync thread's hands, over a non-blocking Unix socket,
+    /// the client's end of it, and the queue the sync thread answers from.
+    fn connection() -> (Arc<ConnAnswers>, UnixStream, DirectAnswers) {
+        let (server, client) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let conn = ConnAnswers::new(Box::new(server));
+        (
+            conn,
+            client,
+            DirectAnswers::new(Arc::new(Metrics::default())),
+        )
+    }
+
     /// A full socket: the sync thread spills instead of waiting, keeps every later answer
     /// behind the spilled bytes (also while the task is writing them), and the client
     /// reads every answer once, in order.
     #[test]
     fn answers_stay_in_order_through_a_full_socket() {
-        let (server, mut client) = UnixStream::pair().unwrap();
-        server.set_nonblocking(true).unwrap();
-        let conn = ConnAnswers::new(Box::new(server));
-        let answers = DirectAnswers::new(Arc::new(Metrics::default()));
+        let (conn, mut client, answers) = connection();
         // Enough answers to fill the socket buffer many times over.
         let n = 200_000u64;
         for lsn in 1..=n {
@@ -286,10 +296,7 @@ mod tests {
     /// published before it still get `+OK`; `settled` completes once none is outstanding.
     #[test]
     fn a_failed_sync_answers_the_rest_with_the_error() {
-        let (server, mut client) = UnixStream::pair().unwrap();
-        server.set_nonblocking(true).unwrap();
-        let conn = ConnAnswers::new(Box::new(server));
-        let answers = DirectAnswers::new(Arc::new(Metrics::default()));
+        let (conn, mut client, answers) = connection();
         for lsn in [3, 5, 9] {
             answers.push(lsn, &conn, Instant::now());
         }

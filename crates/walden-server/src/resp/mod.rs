@@ -16,7 +16,7 @@ mod direct;
 
 pub(crate) use direct::DirectAnswers;
 
-use crate::connections::{refusal_deadline, refuse, Admission, Endpoint, RESP_REFUSAL};
+use crate::connections::{accept, refuse, Accepted, Admission, Endpoint, RESP_REFUSAL};
 use crate::state::AppState;
 use codec::{FrameLimits, ProtocolError};
 use commands::{Next, Session};
@@ -26,9 +26,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-
-/// A TLS handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most arguments in one command (`DEL` and `EXISTS` take many keys).
 const ARGS_MAX: usize = 4096;
@@ -47,22 +44,8 @@ pub(crate) async fn serve(
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "RESP accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let slot = state.0.connections.open(Endpoint::Resp);
-                let deadline = match slot.admission() {
-                    Admission::Admitted => tokio::time::Instant::now() + HANDSHAKE_TIMEOUT,
-                    Admission::Refused => refusal_deadline(),
-                    Admission::Dropped => continue,
-                };
+            accepted = accept(&listener, &state.0.connections, Endpoint::Resp) => {
+                let Accepted { stream, peer, slot, deadline } = accepted;
                 let admitted = slot.admission() == Admission::Admitted;
                 let (state, acceptor) = (state.clone(), acceptor.clone());
                 connections.spawn(async move {
