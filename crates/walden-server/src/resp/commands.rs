@@ -105,27 +105,15 @@ pub(crate) async fn run(
     let name = args[0];
     let label = label(name);
     let result = dispatch(session, state, name, &args[1..], out).await;
-    let status = match result {
-        Ok(next) => {
-            if label != "OTHER" {
-                state.0.metrics.record("resp", label, 200, seconds(started));
-            }
-            return next;
-        }
-        Err(e) => e,
-    };
     if label != "OTHER" {
-        state
-            .0
-            .metrics
-            .record("resp", label, status.status.as_u16(), seconds(started));
+        let status = result.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
+        let seconds = started.elapsed().as_secs_f64();
+        state.0.metrics.record("resp", label, status, seconds);
     }
-    reply_error(out, &status);
-    Next::Continue
-}
-
-fn seconds(started: Instant) -> f64 {
-    started.elapsed().as_secs_f64()
+    result.unwrap_or_else(|e| {
+        reply_error(out, &e);
+        Next::Continue
+    })
 }
 
 /// The metrics label of a command: a closed set.
